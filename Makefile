@@ -1,0 +1,38 @@
+# upgrade_assist: build with PGXS against any PostgreSQL 13 or later.
+#
+#   make PG_CONFIG=/path/to/pg_config
+#   make install PG_CONFIG=...
+#   make installcheck PG_CONFIG=...     # regress + isolation + TAP, own temp servers
+#
+# Add COPT=-Werror to turn the warnings below into errors (scripts/test does).
+
+MODULE_big = upgrade_assist
+OBJS = \
+	src/upgrade_assist.o \
+	src/remote.o \
+	src/marker.o \
+	src/writer.o
+
+EXTENSION = upgrade_assist
+DATA = upgrade_assist--1.0.sql
+PGFILEDESC = "upgrade_assist - major-version upgrade helpers"
+
+REGRESS = install peers markers privileges
+# The library must be preloaded: every pg_regress run gets its own temporary
+# server with test/preload.conf.
+REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=$(srcdir)/test/preload.conf
+ISOLATION_OPTS = --temp-instance=tmp_check_iso --temp-config=$(srcdir)/test/preload.conf
+TAP_TESTS = 1
+
+PG_CPPFLAGS = -I$(libpq_srcdir) -I$(srcdir)/src
+# -Wextra, minus the three classes that PostgreSQL's own headers trip over
+# (the same set PostgreSQL's build disables when it uses -Wextra).
+PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare \
+	-Wno-missing-field-initializers
+SHLIB_LINK_INTERNAL = $(libpq)
+
+EXTRA_CLEAN = tmp_check_regress tmp_check_iso
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

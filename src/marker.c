@@ -1,0 +1,499 @@
+/*-------------------------------------------------------------------------
+ *
+ * marker.c
+ *	  Markers: rows of upgrade_assist.marker that prove, once they show up
+ *	  on a peer, that every change committed before them has arrived too.
+ *
+ * SQL functions: emit_marker (in the caller's transaction), wait_for_marker
+ * and round_trip (the marker committed on its own by the marker writer, see
+ * writer.c, then polled for on the peer).
+ *
+ * Marker numbers (seq) grow per origin without a sequence object, because
+ * sequences do not replicate.  The next number of each database lives in
+ * shared memory (UaDatabaseSlot.next_seq, under UaShared->lock); the first
+ * allocation after a server start reads the highest seq of this origin from
+ * the table's primary key, counting uncommitted and dead rows too, so that a
+ * number can never be handed out twice.  Numbers of aborted transactions are
+ * simply skipped.
+ *
+ * IDENTIFICATION
+ *	  src/marker.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/xlog.h"
+#include "catalog/namespace.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/pg_lsn.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "compat.h"
+#include "upgrade_assist.h"
+
+/* Saved plan of the marker INSERT, per backend. */
+static SPIPlanPtr ua_insert_plan = NULL;
+
+PG_FUNCTION_INFO_V1(emit_marker);
+PG_FUNCTION_INFO_V1(wait_for_marker);
+PG_FUNCTION_INFO_V1(round_trip);
+
+/*
+ * ua_origin
+ *		This cluster's marker origin: its system identifier.  System
+ *		identifiers are below 2^63 until 2038, so the cast keeps them positive.
+ */
+static int64
+ua_origin(void)
+{
+	return (int64) GetSystemIdentifier();
+}
+
+/*
+ * ua_marker_relid
+ *		OID of upgrade_assist.marker; throws 42P01 when the extension is not
+ *		installed in this database.
+ */
+static Oid
+ua_marker_relid(void)
+{
+	Oid			nsp = get_namespace_oid(UA_SCHEMA, true);
+	Oid			relid = OidIsValid(nsp) ? get_relname_relid("marker", nsp) : InvalidOid;
+
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table upgrade_assist.marker does not exist"),
+				 errhint("Run CREATE EXTENSION upgrade_assist in this database.")));
+	return relid;
+}
+
+/*
+ * ua_marker_max_seq
+ *		Highest seq of this origin in the marker table, counting every row
+ *		version (committed, in progress or dead); 0 when there is none.
+ *		Must be called inside a transaction.
+ */
+static int64
+ua_marker_max_seq(void)
+{
+	Relation	rel = table_open(ua_marker_relid(), AccessShareLock);
+	Relation	idx;
+	Oid			pkoid;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tup;
+	int64		maxseq = 0;
+
+	(void) RelationGetIndexList(rel);	/* fills rd_pkindex */
+	pkoid = rel->rd_pkindex;
+	if (!OidIsValid(pkoid))
+		elog(ERROR, "upgrade_assist.marker has no primary key");
+	idx = index_open(pkoid, AccessShareLock);
+
+	ScanKeyInit(&key, 1, BTEqualStrategyNumber, F_INT8EQ,
+				Int64GetDatum(ua_origin()));
+	scan = systable_beginscan_ordered(rel, idx, SnapshotAny, 1, &key);
+	tup = systable_getnext_ordered(scan, BackwardScanDirection);
+	if (HeapTupleIsValid(tup))
+	{
+		bool		isnull;
+		Datum		d = heap_getattr(tup, 2, RelationGetDescr(rel), &isnull);
+
+		if (!isnull)
+			maxseq = DatumGetInt64(d);
+	}
+	systable_endscan_ordered(scan);
+	index_close(idx, AccessShareLock);
+	table_close(rel, AccessShareLock);
+	return maxseq;
+}
+
+/*
+ * ua_db_slot
+ *		This database's shared slot, claimed when missing.  Caller holds
+ *		UaShared->lock exclusively.
+ */
+UaDatabaseSlot *
+ua_db_slot(void)
+{
+	UaDatabaseSlot *free_slot = NULL;
+
+	for (int i = 0; i < UA_MAX_DATABASES; i++)
+	{
+		UaDatabaseSlot *slot = &ua_shared->dbs[i];
+
+		if (slot->dboid == MyDatabaseId)
+			return slot;
+		if (slot->dboid == InvalidOid && free_slot == NULL)
+			free_slot = slot;
+	}
+	if (free_slot == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("upgrade_assist is in use in too many databases"),
+				 errdetail("At most %d databases per cluster can write markers.",
+						   UA_MAX_DATABASES)));
+	memset(free_slot, 0, sizeof(*free_slot));
+	free_slot->dboid = MyDatabaseId;
+	return free_slot;
+}
+
+/*
+ * ua_next_marker_seq
+ *		Allocate the next marker seq of this database's origin.  Never returns
+ *		the same number twice while the server runs, nor a number at or below
+ *		one already in the table.  Caller is in a transaction.
+ */
+int64
+ua_next_marker_seq(void)
+{
+	UaDatabaseSlot *slot;
+	int64		seq;
+	bool		known;
+
+	ua_require_shared();
+
+	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+	slot = ua_db_slot();
+	known = slot->seq_known;
+	LWLockRelease(ua_shared->lock);
+
+	if (!known)
+	{
+		/* Read outside the lock; whoever stores first wins. */
+		int64		maxseq = ua_marker_max_seq();
+
+		LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+		slot = ua_db_slot();
+		if (!slot->seq_known)
+		{
+			slot->next_seq = maxseq + 1;
+			slot->seq_known = true;
+		}
+		LWLockRelease(ua_shared->lock);
+	}
+
+	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+	slot = ua_db_slot();
+	seq = slot->next_seq++;
+	LWLockRelease(ua_shared->lock);
+	return seq;
+}
+
+/*
+ * ua_check_kind
+ *		Throw 22004/22023 unless kind is an acceptable marker kind.
+ */
+static void
+ua_check_kind(const char *kind)
+{
+	if (kind == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("marker kind must not be null")));
+	if (kind[0] == '\0' || strlen(kind) > UA_KIND_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("marker kind must have between 1 and %d bytes", UA_KIND_MAX)));
+}
+
+/*
+ * ua_insert_marker
+ *		Insert a marker in the current transaction.  Caller has SPI connected
+ *		and an active snapshot.  Fills *out.
+ */
+void
+ua_insert_marker(const char *kind, const char *note, UaMarker *out)
+{
+	Oid			argtypes[6] = {INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, LSNOID, TEXTOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	int			rc;
+
+	ua_check_kind(kind);
+	if (ua_insert_plan == NULL)
+	{
+		SPIPlanPtr	plan;
+
+		plan = SPI_prepare("INSERT INTO upgrade_assist.marker"
+						   " (origin, seq, kind, written_at, written_lsn, note)"
+						   " VALUES ($1, $2, $3, $4, $5, $6)",
+						   6, argtypes);
+		if (plan == NULL)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		if (SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_keepplan failed");
+		ua_insert_plan = plan;
+	}
+
+	out->origin = ua_origin();
+	out->seq = ua_next_marker_seq();
+	out->written_at = GetCurrentTimestamp();
+	/* Every change committed before this point ends before this LSN. */
+	out->written_lsn = GetXLogInsertRecPtr();
+
+	values[0] = Int64GetDatum(out->origin);
+	values[1] = Int64GetDatum(out->seq);
+	values[2] = CStringGetTextDatum(kind);
+	values[3] = TimestampTzGetDatum(out->written_at);
+	values[4] = LSNGetDatum(out->written_lsn);
+	if (note != NULL)
+		values[5] = CStringGetTextDatum(note);
+	else
+	{
+		values[5] = (Datum) 0;
+		nulls[5] = 'n';
+	}
+
+	rc = SPI_execute_plan(ua_insert_plan, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "inserting a marker failed: %s", SPI_result_code_string(rc));
+}
+
+/*
+ * emit_marker(kind text, note text) returns upgrade_assist.marker
+ *		Write a marker in the caller's transaction and return it.
+ */
+Datum
+emit_marker(PG_FUNCTION_ARGS)
+{
+	char	   *kind = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *note = PG_ARGISNULL(1) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(1));
+	TupleDesc	tupdesc;
+	Datum		values[6];
+	bool		nulls[6] = {false};
+	UaMarker	m;
+
+	ua_require_shared();
+	ua_check_kind(kind);
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot write a marker during recovery")));
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ua_insert_marker(kind, note, &m);
+	SPI_finish();
+
+	values[0] = Int64GetDatum(m.origin);
+	values[1] = Int64GetDatum(m.seq);
+	values[2] = CStringGetTextDatum(kind);
+	values[3] = TimestampTzGetDatum(m.written_at);
+	values[4] = LSNGetDatum(m.written_lsn);
+	if (note != NULL)
+		values[5] = CStringGetTextDatum(note);
+	else
+		nulls[5] = true;
+
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
+													  values, nulls)));
+}
+
+/*
+ * ua_poll_delay_ms
+ *		How long to sleep between two looks at the peer, given how long the
+ *		wait has lasted.  Tight at first, where replication usually delivers,
+ *		then backing off so that a long wait costs the peer little.
+ */
+static long
+ua_poll_delay_ms(int64 elapsed_us)
+{
+	if (elapsed_us < 5000)
+		return 0;				/* each look is itself a network round trip */
+	if (elapsed_us < 100000)
+		return 1;
+	if (elapsed_us < 1000000)
+		return 10;
+	return 50;
+}
+
+/*
+ * ua_wait_on_peer
+ *		Poll the peer until it shows this origin's marker seq, or throw 57014
+ *		at the deadline naming the marker, the peer and the last marker of
+ *		this origin that the peer does show.  Returns microseconds waited,
+ *		counted from start.
+ */
+static int64
+ua_wait_on_peer(const char *peer, int64 seq, TimestampTz start,
+				TimestampTz deadline)
+{
+	char		origin_buf[32];
+	char		seq_buf[32];
+	const char *params[2];
+
+	snprintf(origin_buf, sizeof(origin_buf), INT64_FORMAT, ua_origin());
+	snprintf(seq_buf, sizeof(seq_buf), INT64_FORMAT, seq);
+	params[0] = origin_buf;
+	params[1] = seq_buf;
+
+	for (;;)
+	{
+		PGresult   *res;
+		bool		found;
+		TimestampTz now;
+		long		delay;
+
+		res = ua_peer_query(peer,
+							"SELECT 1 FROM upgrade_assist.marker"
+							" WHERE origin = $1::pg_catalog.int8"
+							" AND seq = $2::pg_catalog.int8",
+							2, params, deadline);
+		found = PQntuples(res) > 0;
+		PQclear(res);
+		now = GetCurrentTimestamp();
+		if (found)
+			return now - start;
+
+		if (now >= deadline)
+		{
+			char	   *last = NULL;
+
+			res = ua_peer_query(peer,
+								"SELECT max(seq) FROM upgrade_assist.marker"
+								" WHERE origin = $1::pg_catalog.int8",
+								1, params,
+								TimestampTzPlusMilliseconds(now, 5000));
+			if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+				last = pstrdup(PQgetvalue(res, 0, 0));
+			PQclear(res);
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("marker " INT64_FORMAT " did not arrive on peer \"%s\" within %ld ms",
+							seq, peer, (long) ((now - start) / 1000)),
+					 last ?
+					 errdetail("The last marker of origin " INT64_FORMAT " that the peer shows is %s.",
+							   ua_origin(), last) :
+					 errdetail("The peer shows no marker of origin " INT64_FORMAT ".",
+							   ua_origin()),
+					 errhint("Check that replication to the peer is running and carries upgrade_assist.marker.")));
+		}
+
+		delay = ua_poll_delay_ms(now - start);
+		if (delay > ua_ms_until(deadline))
+			delay = ua_ms_until(deadline);
+		if (delay > 0)
+		{
+			int			rc = WaitLatch(MyLatch,
+									   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+									   delay, PG_WAIT_EXTENSION);
+
+			if (rc & WL_LATCH_SET)
+				ResetLatch(MyLatch);
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * ua_deadline
+ *		now + the timeout argument at position argno (22004/22023 on bad
+ *		input).
+ */
+static TimestampTz
+ua_deadline(FunctionCallInfo fcinfo, int argno, TimestampTz now)
+{
+	int64		ms = ua_interval_to_ms(PG_ARGISNULL(argno) ? NULL :
+									   PG_GETARG_INTERVAL_P(argno), "timeout");
+
+	return TimestampTzPlusMilliseconds(now, ms);
+}
+
+/*
+ * wait_for_marker(peer text, seq bigint, timeout interval) returns interval
+ *		Wait until the peer shows this cluster's marker seq; return the time
+ *		waited.
+ */
+Datum
+wait_for_marker(PG_FUNCTION_ARGS)
+{
+	char	   *peer = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz deadline;
+	int64		seq;
+	int64		waited;
+	Interval   *result;
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("seq must not be null")));
+	seq = PG_GETARG_INT64(1);
+	if (seq <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("seq must be positive")));
+	deadline = ua_deadline(fcinfo, 2, start);
+	if (peer == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("peer must not be null")));
+
+	waited = ua_wait_on_peer(peer, seq, start, deadline);
+
+	result = (Interval *) palloc0(sizeof(Interval));
+	result->time = waited;
+	PG_RETURN_INTERVAL_P(result);
+}
+
+/*
+ * round_trip(peer text, timeout interval) returns (seq, written_lsn, latency)
+ *		Commit a new marker independently of the caller's transaction, then
+ *		poll the peer until it shows it.  latency runs from just before the
+ *		marker was written to the look that found it on the peer.
+ */
+Datum
+round_trip(PG_FUNCTION_ARGS)
+{
+	char	   *peer = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz deadline = ua_deadline(fcinfo, 1, now);
+	TimestampTz start;
+	TupleDesc	tupdesc;
+	Datum		values[3];
+	bool		nulls[3] = {false};
+	UaMarker	m;
+	Interval   *latency;
+
+	ua_require_shared();
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot write a marker during recovery")));
+
+	/* Reach the peer first, so that an unreachable one costs no marker. */
+	(void) ua_peer_connect(peer, deadline);
+
+	start = GetCurrentTimestamp();
+	ua_commit_marker_autonomously("probe", deadline, &m);
+	latency = (Interval *) palloc0(sizeof(Interval));
+	latency->time = ua_wait_on_peer(peer, m.seq, start, deadline);
+
+	values[0] = Int64GetDatum(m.seq);
+	values[1] = LSNGetDatum(m.written_lsn);
+	values[2] = IntervalPGetDatum(latency);
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
+													  values, nulls)));
+}

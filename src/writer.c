@@ -1,0 +1,428 @@
+/*-------------------------------------------------------------------------
+ *
+ * writer.c
+ *	  The marker writer: a background worker per database that commits
+ *	  markers on behalf of backends that must not commit their own
+ *	  transaction (round_trip works inside any transaction block).
+ *
+ * A backend puts a request in its own slot of UaShared->requests (indexed by
+ * proc number), wakes the writer of its database, and waits on its latch.
+ * The writer takes every pending request of its database, commits them all
+ * in one transaction (one WAL flush however many callers), and wakes the
+ * requesters.  It is started on first use and exits after
+ * UA_WRITER_IDLE_MS without work, so a database where nobody calls
+ * round_trip has no such process.
+ *
+ * Locking: request states and UaDatabaseSlot.writer change only under
+ * UaShared->lock.  A requester that gives up (cancel, timeout) withdraws a
+ * PENDING request, or marks a RUNNING one ABANDONED so that the writer frees
+ * it; a marker committed for an abandoned request is harmless.
+ *
+ * IDENTIFICATION
+ *	  src/writer.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "compat.h"
+#include "upgrade_assist.h"
+
+/* A writer with no work for this long exits. */
+#define UA_WRITER_IDLE_MS 60000
+
+/* How often a waiting requester checks that a writer exists. */
+#define UA_REQUEST_CHECK_MS 100
+
+/*
+ * ua_start_writer
+ *		Start a marker writer for this database and wait until it runs.
+ *		Throws 53000 when no background worker slot is free.
+ */
+static void
+ua_start_writer(void)
+{
+	BackgroundWorker bgw;
+	BackgroundWorkerHandle *handle;
+	BgwHandleStatus status;
+	pid_t		pid;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "upgrade_assist");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "ua_writer_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN,
+			 "upgrade_assist marker writer for database %u", MyDatabaseId);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "upgrade_assist marker writer");
+	bgw.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
+	bgw.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not start the upgrade_assist marker writer"),
+				 errhint("Increase max_worker_processes.")));
+	status = WaitForBackgroundWorkerStartup(handle, &pid);
+	if (status == BGWH_POSTMASTER_DIED)
+		ereport(FATAL,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("postmaster exited while starting the marker writer")));
+	/* BGWH_STOPPED: it exited at once, as a duplicate does; the caller rechecks. */
+}
+
+/*
+ * ua_release_request
+ *		Give up this backend's request slot, whatever state it is in.
+ */
+static void
+ua_release_request(UaWriteRequest *req)
+{
+	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+	if (req->state == UA_REQ_RUNNING)
+		req->state = UA_REQ_ABANDONED;
+	else
+		req->state = UA_REQ_FREE;
+	LWLockRelease(ua_shared->lock);
+}
+
+/*
+ * ua_await_request
+ *		Wait until this backend's request is done, starting a writer when
+ *		the database has none.  Throws on failure, deadline or interrupt;
+ *		the caller releases the slot either way.
+ */
+static void
+ua_await_request(UaWriteRequest *req, UaDatabaseSlot *slot,
+				 TimestampTz deadline, UaMarker *out)
+{
+	PGPROC	   *writer;
+	TimestampTz last_start = 0;
+
+	for (;;)
+	{
+		UaRequestState state;
+		long		wait_ms;
+
+		LWLockAcquire(ua_shared->lock, LW_SHARED);
+		state = req->state;
+		writer = slot->writer;
+		if (state == UA_REQ_DONE)
+			*out = req->result;
+		LWLockRelease(ua_shared->lock);
+
+		if (state == UA_REQ_DONE)
+			break;
+		if (state == UA_REQ_FAILED)
+			ereport(ERROR,
+					(errcode(req->sqlerrcode ? req->sqlerrcode : ERRCODE_INTERNAL_ERROR),
+					 errmsg("the marker writer could not commit a marker: %s",
+							req->errmsg)));
+
+		/* No writer (first use, idle exit or crash): start one. */
+		if (state == UA_REQ_PENDING && writer == NULL &&
+			TimestampDifferenceExceeds(last_start, GetCurrentTimestamp(), 1000))
+		{
+			last_start = GetCurrentTimestamp();
+			ua_start_writer();
+			LWLockAcquire(ua_shared->lock, LW_SHARED);
+			writer = slot->writer;
+			LWLockRelease(ua_shared->lock);
+			if (writer != NULL)
+				SetLatch(&writer->procLatch);
+			continue;
+		}
+
+		wait_ms = ua_ms_until(deadline);
+		if (wait_ms <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("timed out waiting for the marker writer")));
+		if (wait_ms > UA_REQUEST_CHECK_MS)
+			wait_ms = UA_REQUEST_CHECK_MS;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 wait_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * ua_commit_marker_autonomously
+ *		Have this database's marker writer commit a marker of the given kind
+ *		and fill *out with it.  Independent of the caller's transaction.
+ *
+ * Waits at most until deadline (57014 after it); interruptible.  Throws the
+ * writer's error when it could not commit.
+ */
+void
+ua_commit_marker_autonomously(const char *kind, TimestampTz deadline,
+							  UaMarker *out)
+{
+	int			procno = UA_MY_PROCNO;
+	UaWriteRequest *req;
+	UaDatabaseSlot *slot;
+	PGPROC	   *writer;
+
+	ua_require_shared();
+	if (procno < 0 || procno >= ua_shared->nrequests)
+		elog(ERROR, "proc number %d out of range for marker requests", procno);
+	req = &ua_shared->requests[procno];
+
+	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+	slot = ua_db_slot();
+	if (req->state == UA_REQ_RUNNING || req->state == UA_REQ_ABANDONED)
+	{
+		/* An abandoned request of ours is still being committed. */
+		LWLockRelease(ua_shared->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("a previous marker request of this session is still being committed"),
+				 errhint("Try again in a moment.")));
+	}
+	req->dboid = MyDatabaseId;
+	req->requester = MyProc;
+	strlcpy(req->kind, kind, sizeof(req->kind));
+	req->errmsg[0] = '\0';
+	req->sqlerrcode = 0;
+	req->state = UA_REQ_PENDING;
+	writer = slot->writer;
+	LWLockRelease(ua_shared->lock);
+
+	if (writer != NULL)
+		SetLatch(&writer->procLatch);
+
+	PG_TRY();
+	{
+		ua_await_request(req, slot, deadline, out);
+	}
+	PG_CATCH();
+	{
+		ua_release_request(req);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	ua_release_request(req);
+}
+
+/*
+ * ua_writer_detach
+ *		before_shmem_exit callback of the writer: leave the database slot and
+ *		fail whatever it had taken but not finished, so nobody waits for it.
+ */
+static void
+ua_writer_detach(int code, Datum arg)
+{
+	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < UA_MAX_DATABASES; i++)
+		if (ua_shared->dbs[i].writer == MyProc)
+			ua_shared->dbs[i].writer = NULL;
+	for (int i = 0; i < ua_shared->nrequests; i++)
+	{
+		UaWriteRequest *req = &ua_shared->requests[i];
+
+		if (req->dboid != MyDatabaseId)
+			continue;
+		if (req->state == UA_REQ_RUNNING)
+		{
+			req->state = UA_REQ_FAILED;
+			req->sqlerrcode = ERRCODE_ADMIN_SHUTDOWN;
+			strlcpy(req->errmsg, "the marker writer exited", sizeof(req->errmsg));
+			SetLatch(&req->requester->procLatch);
+		}
+		else if (req->state == UA_REQ_ABANDONED)
+			req->state = UA_REQ_FREE;
+	}
+	LWLockRelease(ua_shared->lock);
+}
+
+/*
+ * ua_writer_take
+ *		Move every pending request of this database to RUNNING; returns their
+ *		indexes (count in *n) and copies their kinds.
+ */
+static int *
+ua_writer_take(int *n, char ***kinds)
+{
+	int		   *idx = palloc(sizeof(int) * ua_shared->nrequests);
+
+	*n = 0;
+	*kinds = palloc(sizeof(char *) * ua_shared->nrequests);
+	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < ua_shared->nrequests; i++)
+	{
+		UaWriteRequest *req = &ua_shared->requests[i];
+
+		if (req->state == UA_REQ_PENDING && req->dboid == MyDatabaseId)
+		{
+			req->state = UA_REQ_RUNNING;
+			(*kinds)[*n] = pstrdup(req->kind);
+			idx[(*n)++] = i;
+		}
+	}
+	LWLockRelease(ua_shared->lock);
+	return idx;
+}
+
+/*
+ * ua_writer_finish
+ *		Publish the outcome of a batch and wake its requesters.  results is
+ *		NULL on failure, with edata describing it.
+ */
+static void
+ua_writer_finish(int *idx, int n, UaMarker *results, ErrorData *edata)
+{
+	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < n; i++)
+	{
+		UaWriteRequest *req = &ua_shared->requests[idx[i]];
+
+		if (req->state == UA_REQ_ABANDONED)
+		{
+			req->state = UA_REQ_FREE;
+			continue;
+		}
+		if (req->state != UA_REQ_RUNNING)
+			continue;
+		if (results)
+		{
+			req->result = results[i];
+			req->state = UA_REQ_DONE;
+		}
+		else
+		{
+			req->sqlerrcode = edata->sqlerrcode;
+			strlcpy(req->errmsg, edata->message ? edata->message : "unknown error",
+					sizeof(req->errmsg));
+			req->state = UA_REQ_FAILED;
+		}
+		SetLatch(&req->requester->procLatch);
+	}
+	LWLockRelease(ua_shared->lock);
+}
+
+/*
+ * ua_writer_commit
+ *		Commit one marker per taken request, all in one transaction.
+ */
+static void
+ua_writer_commit(int *idx, char **kinds, int n)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	UaMarker   *results = palloc(sizeof(UaMarker) * n);
+
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, "writing markers");
+		for (int i = 0; i < n; i++)
+			ua_insert_marker(kinds[i], NULL, &results[i]);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		pgstat_report_activity(STATE_IDLE, NULL);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		pgstat_report_activity(STATE_IDLE, NULL);
+		ereport(LOG,
+				(errmsg("upgrade_assist marker writer could not commit markers: %s",
+						edata->message)));
+		ua_writer_finish(idx, n, NULL, edata);
+		return;
+	}
+	PG_END_TRY();
+
+	ua_writer_finish(idx, n, results, NULL);
+}
+
+/*
+ * ua_writer_main
+ *		Entry point of the marker writer; main_arg is the database OID.
+ */
+void
+ua_writer_main(Datum main_arg)
+{
+	Oid			dboid = DatumGetObjectId(main_arg);
+	MemoryContext loop_cxt;
+	UaDatabaseSlot *slot;
+	TimestampTz last_work;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	pgstat_report_appname("upgrade_assist marker writer");
+
+	/* One writer per database: a late duplicate leaves at once. */
+	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+	slot = ua_db_slot();
+	if (slot->writer != NULL)
+	{
+		LWLockRelease(ua_shared->lock);
+		proc_exit(0);
+	}
+	slot->writer = MyProc;
+	LWLockRelease(ua_shared->lock);
+	before_shmem_exit(ua_writer_detach, (Datum) 0);
+
+	loop_cxt = AllocSetContextCreate(TopMemoryContext, "upgrade_assist writer loop",
+									 ALLOCSET_DEFAULT_SIZES);
+	last_work = GetCurrentTimestamp();
+	for (;;)
+	{
+		int		   *idx;
+		char	  **kinds;
+		int			n;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		MemoryContextReset(loop_cxt);
+		MemoryContextSwitchTo(loop_cxt);
+		idx = ua_writer_take(&n, &kinds);
+		if (n > 0)
+		{
+			ua_writer_commit(idx, kinds, n);
+			last_work = GetCurrentTimestamp();
+			continue;
+		}
+
+		if (TimestampDifferenceExceeds(last_work, GetCurrentTimestamp(), UA_WRITER_IDLE_MS))
+			break;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 UA_WRITER_IDLE_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	proc_exit(0);
+}
