@@ -47,6 +47,9 @@
 #include "compat.h"
 #include "upgrade_assist.h"
 
+/* How long one look at the peer may outlast the caller's deadline. */
+#define UA_LOOK_GRACE_MS 1000
+
 /* Saved plan of the marker INSERT, per backend. */
 static SPIPlanPtr ua_insert_plan = NULL;
 
@@ -341,11 +344,19 @@ ua_wait_on_peer(const char *peer, int64 seq, TimestampTz start,
 	char		origin_buf[32];
 	char		seq_buf[32];
 	const char *params[2];
+	TimestampTz query_deadline;
 
 	snprintf(origin_buf, sizeof(origin_buf), INT64_FORMAT, ua_origin());
 	snprintf(seq_buf, sizeof(seq_buf), INT64_FORMAT, seq);
 	params[0] = origin_buf;
 	params[1] = seq_buf;
+
+	/*
+	 * One look may run a little past the deadline, so that a look in flight
+	 * at the deadline ends in the "did not arrive" error below rather than
+	 * in a timeout of the look itself.  A peer that hangs still fails soon.
+	 */
+	query_deadline = TimestampTzPlusMilliseconds(deadline, UA_LOOK_GRACE_MS);
 
 	for (;;)
 	{
@@ -358,7 +369,7 @@ ua_wait_on_peer(const char *peer, int64 seq, TimestampTz start,
 							"SELECT 1 FROM upgrade_assist.marker"
 							" WHERE origin = $1::pg_catalog.int8"
 							" AND seq = $2::pg_catalog.int8",
-							2, params, deadline);
+							2, params, query_deadline);
 		found = PQntuples(res) > 0;
 		PQclear(res);
 		now = GetCurrentTimestamp();
@@ -373,7 +384,7 @@ ua_wait_on_peer(const char *peer, int64 seq, TimestampTz start,
 								"SELECT max(seq) FROM upgrade_assist.marker"
 								" WHERE origin = $1::pg_catalog.int8",
 								1, params,
-								TimestampTzPlusMilliseconds(now, 5000));
+								TimestampTzPlusMilliseconds(now, UA_LOOK_GRACE_MS));
 			if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
 				last = pstrdup(PQgetvalue(res, 0, 0));
 			PQclear(res);
