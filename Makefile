@@ -17,11 +17,12 @@ EXTENSION = upgrade_assist
 DATA = upgrade_assist--1.0.sql
 PGFILEDESC = "upgrade_assist - major-version upgrade helpers"
 
-REGRESS = install peers markers privileges
+REGRESS = install peers markers privileges restore
 # The library must be preloaded: every pg_regress run gets its own temporary
 # server with test/preload.conf.
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=$(srcdir)/test/preload.conf
 ISOLATION_OPTS = --temp-instance=tmp_check_iso --temp-config=$(srcdir)/test/preload.conf
+ISOLATION = concurrent_markers
 TAP_TESTS = 1
 
 PG_CPPFLAGS = -I$(libpq_srcdir) -I$(srcdir)/src

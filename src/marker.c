@@ -168,6 +168,7 @@ int64
 ua_next_marker_seq(void)
 {
 	UaDatabaseSlot *slot;
+	Oid			relid = ua_marker_relid();
 	int64		seq;
 	bool		known;
 
@@ -175,21 +176,24 @@ ua_next_marker_seq(void)
 
 	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
 	slot = ua_db_slot();
-	known = slot->seq_known;
+	known = slot->seq_known && slot->marker_relid == relid;
 	LWLockRelease(ua_shared->lock);
 
+	/*
+	 * First use since the server started, or the table was recreated (DROP
+	 * and CREATE EXTENSION, perhaps with restored rows): read the table.
+	 * Outside the lock; never move the counter backwards.
+	 */
 	if (!known)
 	{
-		/* Read outside the lock; whoever stores first wins. */
 		int64		maxseq = ua_marker_max_seq();
 
 		LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
 		slot = ua_db_slot();
-		if (!slot->seq_known)
-		{
+		if (!slot->seq_known || slot->next_seq <= maxseq)
 			slot->next_seq = maxseq + 1;
-			slot->seq_known = true;
-		}
+		slot->seq_known = true;
+		slot->marker_relid = relid;
 		LWLockRelease(ua_shared->lock);
 	}
 

@@ -44,6 +44,7 @@ typedef struct UaDatabaseSlot
 {
 	Oid			dboid;			/* InvalidOid when the slot is free */
 	bool		seq_known;		/* next_seq has been initialised */
+	Oid			marker_relid;	/* the marker table next_seq was read from */
 	int64		next_seq;		/* next marker seq of this origin */
 	PGPROC	   *writer;			/* running marker writer, or NULL */
 } UaDatabaseSlot;

@@ -43,7 +43,7 @@
 #include "upgrade_assist.h"
 
 /* A writer with no work for this long exits. */
-#define UA_WRITER_IDLE_MS 60000
+#define UA_WRITER_IDLE_MS 10000
 
 /* How often a waiting requester checks that a writer exists. */
 #define UA_REQUEST_CHECK_MS 100
