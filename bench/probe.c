@@ -13,13 +13,15 @@
  * that sees the row (CLOCK_MONOTONIC) is printed in microseconds, one line
  * per sample, on stdout.  Diagnostics go to stderr.
  *
- * Usage: probe [-w warmup] [-t timeout_ms] OLD_CONNINFO NEW_CONNINFO COUNT
+ * Usage: probe [-v] [-w warmup] [-t timeout_ms] OLD_CONNINFO NEW_CONNINFO COUNT
  *
  * public.probe (id bigint PRIMARY KEY) must exist on both sides and be
  * replicated from old to new.  Ids continue from the largest one on the old
  * side, so successive runs may share the table, but not run concurrently.
  * The first "warmup" samples (default 3) are taken but not printed.  Exit
- * status is 0 when every sample was seen, 1 on any error or timeout.
+ * status is 0 when every sample was seen, 1 on any error or timeout.  With
+ * -v each line also gives the microseconds the INSERT took and the number of
+ * polls, to tell commit time from replication time.
  *
  * IDENTIFICATION
  *	  bench/probe.c
@@ -39,6 +41,10 @@
 
 static PGconn *old_conn;
 static PGconn *new_conn;
+
+/* Breakdown of the last sample, for -v. */
+static int64_t last_insert_us;
+static uint64_t last_polls;
 
 /*
  * probe_fail: print a message and the libpq error of conn (may be NULL),
@@ -125,6 +131,7 @@ probe_once(int64_t id, int64_t timeout_ms)
 	start = probe_now_us();
 	probe_check(old_conn, PQexecPrepared(old_conn, "ins", 1, params, NULL, NULL, 0),
 				PGRES_COMMAND_OK, "INSERT on the old cluster");
+	last_insert_us = probe_now_us() - start;
 
 	for (;;)
 	{
@@ -141,7 +148,10 @@ probe_once(int64_t id, int64_t timeout_ms)
 		now = probe_now_us();
 		polls++;
 		if (found)
+		{
+			last_polls = polls;
 			return now - start;
+		}
 		if (now - start > timeout_ms * 1000)
 			probe_fail(NULL, "row %" PRId64 " not on the new cluster after %" PRId64
 					   " ms (%" PRIu64 " polls)", id, timeout_ms, polls);
@@ -151,6 +161,7 @@ probe_once(int64_t id, int64_t timeout_ms)
 int
 main(int argc, char **argv)
 {
+	int			verbose = 0;
 	long		warmup = 3;
 	long		timeout_ms = 30000;
 	long		count;
@@ -158,10 +169,13 @@ main(int argc, char **argv)
 	PGresult   *res;
 	int			c;
 
-	while ((c = getopt(argc, argv, "w:t:")) != -1)
+	while ((c = getopt(argc, argv, "vw:t:")) != -1)
 	{
 		switch (c)
 		{
+			case 'v':
+				verbose = 1;
+				break;
 			case 'w':
 				warmup = strtol(optarg, NULL, 10);
 				break;
@@ -204,7 +218,11 @@ main(int argc, char **argv)
 	{
 		int64_t		us = probe_once(next_id++, timeout_ms);
 
-		if (i >= warmup)
+		if (i < warmup)
+			continue;
+		if (verbose)
+			printf("%" PRId64 " %" PRId64 " %" PRIu64 "\n", us, last_insert_us, last_polls);
+		else
 			printf("%" PRId64 "\n", us);
 	}
 
@@ -219,7 +237,7 @@ main(int argc, char **argv)
 
 usage:
 	fprintf(stderr,
-			"usage: %s [-w warmup] [-t timeout_ms] OLD_CONNINFO NEW_CONNINFO COUNT\n",
+			"usage: %s [-v] [-w warmup] [-t timeout_ms] OLD_CONNINFO NEW_CONNINFO COUNT\n",
 			argv[0]);
 	return 2;
 }

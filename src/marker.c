@@ -223,11 +223,12 @@ ua_check_kind(const char *kind)
 
 /*
  * ua_insert_marker
- *		Insert a marker in the current transaction.  Caller has SPI connected
- *		and an active snapshot.  Fills *out.
+ *		Insert a marker in the current transaction, numbered seq (0: allocate
+ *		a number now).  Caller has SPI connected and an active snapshot.
+ *		Fills *out.
  */
 void
-ua_insert_marker(const char *kind, const char *note, UaMarker *out)
+ua_insert_marker(const char *kind, const char *note, int64 seq, UaMarker *out)
 {
 	Oid			argtypes[6] = {INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, LSNOID, TEXTOID};
 	Datum		values[6];
@@ -251,7 +252,7 @@ ua_insert_marker(const char *kind, const char *note, UaMarker *out)
 	}
 
 	out->origin = ua_origin();
-	out->seq = ua_next_marker_seq();
+	out->seq = seq > 0 ? seq : ua_next_marker_seq();
 	out->written_at = GetCurrentTimestamp();
 	/* Every change committed before this point ends before this LSN. */
 	out->written_lsn = GetXLogInsertRecPtr();
@@ -299,7 +300,7 @@ emit_marker(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ua_insert_marker(kind, note, &m);
+	ua_insert_marker(kind, note, 0, &m);
 	SPI_finish();
 
 	values[0] = Int64GetDatum(m.origin);
@@ -319,19 +320,20 @@ emit_marker(PG_FUNCTION_ARGS)
 /*
  * ua_poll_delay_ms
  *		How long to sleep between two looks at the peer, given how long the
- *		wait has lasted.  Tight at first, where replication usually delivers,
- *		then backing off so that a long wait costs the peer little.
+ *		wait has lasted.  Back to back at first, where replication usually
+ *		delivers (each look is itself a network round trip), then about 5 %
+ *		of the time waited, so that the measured latency stays within 5 % of
+ *		the real one and a long wait costs the peer little.
  */
 static long
 ua_poll_delay_ms(int64 elapsed_us)
 {
-	if (elapsed_us < 5000)
-		return 0;				/* each look is itself a network round trip */
-	if (elapsed_us < 100000)
-		return 1;
-	if (elapsed_us < 1000000)
-		return 10;
-	return 50;
+	long		ms;
+
+	if (elapsed_us < 10000)
+		return 0;
+	ms = (long) (elapsed_us / 20000);
+	return Max(1, Min(ms, 50));
 }
 
 /*
@@ -339,11 +341,13 @@ ua_poll_delay_ms(int64 elapsed_us)
  *		Poll the peer until it shows this origin's marker seq, or throw 57014
  *		at the deadline naming the marker, the peer and the last marker of
  *		this origin that the peer does show.  Returns microseconds waited,
- *		counted from start.
+ *		counted from start.  timeout_ms is the caller's timeout, for messages.
+ *		With own_request, the marker is this backend's open request to the
+ *		marker writer, which is checked (and kept moving) at every look.
  */
 static int64
 ua_wait_on_peer(const char *peer, int64 seq, TimestampTz start,
-				TimestampTz deadline)
+				TimestampTz deadline, int64 timeout_ms, bool own_request)
 {
 	char		origin_buf[32];
 	char		seq_buf[32];
@@ -369,6 +373,12 @@ ua_wait_on_peer(const char *peer, int64 seq, TimestampTz start,
 		TimestampTz now;
 		long		delay;
 
+		if (own_request)
+		{
+			UaMarker	m;
+
+			(void) ua_marker_request_check(&m);
+		}
 		res = ua_peer_query(peer,
 							"SELECT 1 FROM upgrade_assist.marker"
 							" WHERE origin = $1::pg_catalog.int8"
@@ -394,8 +404,8 @@ ua_wait_on_peer(const char *peer, int64 seq, TimestampTz start,
 			PQclear(res);
 			ereport(ERROR,
 					(errcode(ERRCODE_QUERY_CANCELED),
-					 errmsg("marker " INT64_FORMAT " did not arrive on peer \"%s\" within %ld ms",
-							seq, peer, (long) ((now - start) / 1000)),
+					 errmsg("marker " INT64_FORMAT " did not arrive on peer \"%s\" within the timeout of " INT64_FORMAT " ms",
+							seq, peer, timeout_ms),
 					 last ?
 					 errdetail("The last marker of origin " INT64_FORMAT " that the peer shows is %s.",
 							   ua_origin(), last) :
@@ -423,15 +433,14 @@ ua_wait_on_peer(const char *peer, int64 seq, TimestampTz start,
 /*
  * ua_deadline
  *		now + the timeout argument at position argno (22004/22023 on bad
- *		input).
+ *		input); the timeout itself in *ms.
  */
 static TimestampTz
-ua_deadline(FunctionCallInfo fcinfo, int argno, TimestampTz now)
+ua_deadline(FunctionCallInfo fcinfo, int argno, TimestampTz now, int64 *ms)
 {
-	int64		ms = ua_interval_to_ms(PG_ARGISNULL(argno) ? NULL :
-									   PG_GETARG_INTERVAL_P(argno), "timeout");
-
-	return TimestampTzPlusMilliseconds(now, ms);
+	*ms = ua_interval_to_ms(PG_ARGISNULL(argno) ? NULL :
+							PG_GETARG_INTERVAL_P(argno), "timeout");
+	return TimestampTzPlusMilliseconds(now, *ms);
 }
 
 /*
@@ -445,6 +454,7 @@ wait_for_marker(PG_FUNCTION_ARGS)
 	char	   *peer = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	TimestampTz start = GetCurrentTimestamp();
 	TimestampTz deadline;
+	int64		timeout_ms;
 	int64		seq;
 	int64		waited;
 	Interval   *result;
@@ -458,17 +468,34 @@ wait_for_marker(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("seq must be positive")));
-	deadline = ua_deadline(fcinfo, 2, start);
+	deadline = ua_deadline(fcinfo, 2, start, &timeout_ms);
 	if (peer == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("peer must not be null")));
 
-	waited = ua_wait_on_peer(peer, seq, start, deadline);
+	waited = ua_wait_on_peer(peer, seq, start, deadline, timeout_ms, false);
 
 	result = (Interval *) palloc0(sizeof(Interval));
 	result->time = waited;
 	PG_RETURN_INTERVAL_P(result);
+}
+
+/*
+ * ua_round_trip_wait
+ *		round_trip's work once the peer is reachable: submit the marker to
+ *		the writer, look for it on the peer meanwhile, then collect what the
+ *		writer committed.  The caller ends the request, also on error.
+ */
+static void
+ua_round_trip_wait(const char *peer, TimestampTz start, TimestampTz deadline,
+				   int64 timeout_ms, UaMarker *m, Interval *latency)
+{
+	int64		seq = ua_marker_request_submit("probe");
+
+	latency->time = ua_wait_on_peer(peer, seq, start, deadline, timeout_ms, true);
+	/* The peer shows it, so it is committed here; the writer says so soon. */
+	ua_marker_request_wait(TimestampTzPlusMilliseconds(deadline, UA_LOOK_GRACE_MS), m);
 }
 
 /*
@@ -482,13 +509,14 @@ round_trip(PG_FUNCTION_ARGS)
 {
 	char	   *peer = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	TimestampTz now = GetCurrentTimestamp();
-	TimestampTz deadline = ua_deadline(fcinfo, 1, now);
+	int64		timeout_ms;
+	TimestampTz deadline = ua_deadline(fcinfo, 1, now, &timeout_ms);
 	TimestampTz start;
 	TupleDesc	tupdesc;
 	Datum		values[3];
 	bool		nulls[3] = {false};
 	UaMarker	m;
-	Interval   *latency;
+	Interval   *latency = (Interval *) palloc0(sizeof(Interval));
 
 	ua_require_shared();
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
@@ -502,9 +530,15 @@ round_trip(PG_FUNCTION_ARGS)
 	(void) ua_peer_connect(peer, deadline);
 
 	start = GetCurrentTimestamp();
-	ua_commit_marker_autonomously("probe", deadline, &m);
-	latency = (Interval *) palloc0(sizeof(Interval));
-	latency->time = ua_wait_on_peer(peer, m.seq, start, deadline);
+	PG_TRY();
+	{
+		ua_round_trip_wait(peer, start, deadline, timeout_ms, &m, latency);
+	}
+	PG_FINALLY();
+	{
+		ua_marker_request_end();
+	}
+	PG_END_TRY();
 
 	values[0] = Int64GetDatum(m.seq);
 	values[1] = LSNGetDatum(m.written_lsn);

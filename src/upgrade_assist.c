@@ -33,6 +33,7 @@ PG_MODULE_MAGIC;
 
 /* GUC variables */
 int			ua_connect_timeout = 10;
+int			ua_writer_idle_timeout = 300;
 
 /* Shared state; NULL unless the library was preloaded. */
 UaShared   *ua_shared = NULL;
@@ -104,6 +105,14 @@ _PG_init(void)
 							&ua_connect_timeout,
 							10, 1, 3600,
 							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("upgrade_assist.marker_writer_idle_timeout",
+							"Seconds a marker writer without work waits before it exits.",
+							"The marker writer commits round_trip's markers; the first call after it exited starts it again.",
+							&ua_writer_idle_timeout,
+							300, 1, 86400,
+							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("upgrade_assist");

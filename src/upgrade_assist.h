@@ -70,6 +70,7 @@ typedef struct UaWriteRequest
 	UaRequestState state;
 	Oid			dboid;
 	PGPROC	   *requester;
+	int64		seq;			/* number allocated by the requester */
 	char		kind[UA_KIND_MAX + 1];
 	UaMarker	result;
 	int			sqlerrcode;		/* of a failure */
@@ -87,6 +88,7 @@ typedef struct UaShared
 /* upgrade_assist.c */
 extern UaShared *ua_shared;
 extern int	ua_connect_timeout;
+extern int	ua_writer_idle_timeout;
 extern void ua_require_shared(void);
 extern int64 ua_interval_to_ms(Interval *iv, const char *argname);
 extern long ua_ms_until(TimestampTz deadline);
@@ -100,11 +102,14 @@ extern PGresult *ua_peer_query(const char *peer, const char *sql,
 /* marker.c */
 extern UaDatabaseSlot *ua_db_slot(void);
 extern int64 ua_next_marker_seq(void);
-extern void ua_insert_marker(const char *kind, const char *note, UaMarker *out);
+extern void ua_insert_marker(const char *kind, const char *note, int64 seq,
+							 UaMarker *out);
 
 /* writer.c */
-extern void ua_commit_marker_autonomously(const char *kind, TimestampTz deadline,
-										  UaMarker *out);
+extern int64 ua_marker_request_submit(const char *kind);
+extern bool ua_marker_request_check(UaMarker *out);
+extern void ua_marker_request_wait(TimestampTz deadline, UaMarker *out);
+extern void ua_marker_request_end(void);
 PGDLLEXPORT void ua_writer_main(Datum main_arg);
 
 #endif							/* UPGRADE_ASSIST_H */

@@ -10,8 +10,13 @@
  * The writer takes every pending request of its database, commits them all
  * in one transaction (one WAL flush however many callers), and wakes the
  * requesters.  It is started on first use and exits after
- * UA_WRITER_IDLE_MS without work, so a database where nobody calls
- * round_trip has no such process.
+ * upgrade_assist.marker_writer_idle_timeout without work, so a database
+ * where nobody calls round_trip has no such process.
+ *
+ * The requester allocates the marker's number itself (see
+ * ua_marker_request_submit), so that it can look for the marker on the peer
+ * while the writer commits: waking the requester is then off the critical
+ * path.
  *
  * Locking: request states and UaDatabaseSlot.writer change only under
  * UaShared->lock.  A requester that gives up (cancel, timeout) withdraws a
@@ -41,9 +46,6 @@
 
 #include "compat.h"
 #include "upgrade_assist.h"
-
-/* A writer with no work for this long exits. */
-#define UA_WRITER_IDLE_MS 10000
 
 /* How often a waiting requester checks that a writer exists. */
 #define UA_REQUEST_CHECK_MS 100
@@ -86,69 +88,125 @@ ua_start_writer(void)
 	/* BGWH_STOPPED: it exited at once, as a duplicate does; the caller rechecks. */
 }
 
+/* This backend's open request, between submit and end. */
+static UaWriteRequest *ua_my_request = NULL;
+static UaDatabaseSlot *ua_my_slot = NULL;
+static TimestampTz ua_my_last_start = 0;
+
 /*
- * ua_release_request
- *		Give up this backend's request slot, whatever state it is in.
+ * ua_marker_request_submit
+ *		Ask this database's marker writer to commit a marker of the given
+ *		kind, independently of the caller's transaction.  The number is
+ *		allocated here and returned at once, so that the caller can look for
+ *		the marker on a peer while the writer commits it.
+ *
+ * Caller is in a transaction, and must call ua_marker_request_end() after,
+ * also on error.  Throws 55006 while an abandoned request of this session is
+ * still being committed.
  */
-static void
-ua_release_request(UaWriteRequest *req)
+int64
+ua_marker_request_submit(const char *kind)
 {
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-	if (req->state == UA_REQ_RUNNING)
-		req->state = UA_REQ_ABANDONED;
-	else
-		req->state = UA_REQ_FREE;
+	int			procno = UA_MY_PROCNO;
+	UaWriteRequest *req;
+	UaDatabaseSlot *slot;
+	PGPROC	   *writer;
+	int64		seq;
+
+	ua_require_shared();
+	if (procno < 0 || procno >= ua_shared->nrequests)
+		elog(ERROR, "proc number %d out of range for marker requests", procno);
+	req = &ua_shared->requests[procno];
+
+	LWLockAcquire(ua_shared->lock, LW_SHARED);
+	if (req->state == UA_REQ_RUNNING || req->state == UA_REQ_ABANDONED)
+	{
+		LWLockRelease(ua_shared->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("a previous marker request of this session is still being committed"),
+				 errhint("Try again in a moment.")));
+	}
 	LWLockRelease(ua_shared->lock);
+
+	seq = ua_next_marker_seq();
+
+	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+	slot = ua_db_slot();
+	req->dboid = MyDatabaseId;
+	req->requester = MyProc;
+	req->seq = seq;
+	strlcpy(req->kind, kind, sizeof(req->kind));
+	req->errmsg[0] = '\0';
+	req->sqlerrcode = 0;
+	req->state = UA_REQ_PENDING;
+	writer = slot->writer;
+	LWLockRelease(ua_shared->lock);
+
+	ua_my_request = req;
+	ua_my_slot = slot;
+	ua_my_last_start = 0;
+	if (writer != NULL)
+		SetLatch(&writer->procLatch);
+	return seq;
 }
 
 /*
- * ua_await_request
- *		Wait until this backend's request is done, starting a writer when
- *		the database has none.  Throws on failure, deadline or interrupt;
- *		the caller releases the slot either way.
+ * ua_marker_request_check
+ *		Has the open request been committed?  Fills *out and returns true
+ *		when it has.  Never waits, except to start a writer when the database
+ *		has none (first use, idle exit or crash).  Throws the writer's error
+ *		when it could not commit.
  */
-static void
-ua_await_request(UaWriteRequest *req, UaDatabaseSlot *slot,
-				 TimestampTz deadline, UaMarker *out)
+bool
+ua_marker_request_check(UaMarker *out)
 {
+	UaWriteRequest *req = ua_my_request;
+	UaRequestState state;
 	PGPROC	   *writer;
-	TimestampTz last_start = 0;
 
-	for (;;)
+	Assert(req != NULL);
+	LWLockAcquire(ua_shared->lock, LW_SHARED);
+	state = req->state;
+	writer = ua_my_slot->writer;
+	if (state == UA_REQ_DONE)
+		*out = req->result;
+	LWLockRelease(ua_shared->lock);
+
+	if (state == UA_REQ_DONE)
+		return true;
+	if (state == UA_REQ_FAILED)
+		ereport(ERROR,
+				(errcode(req->sqlerrcode ? req->sqlerrcode : ERRCODE_INTERNAL_ERROR),
+				 errmsg("the marker writer could not commit a marker: %s",
+						req->errmsg)));
+
+	if (state == UA_REQ_PENDING && writer == NULL &&
+		TimestampDifferenceExceeds(ua_my_last_start, GetCurrentTimestamp(), 1000))
 	{
-		UaRequestState state;
-		long		wait_ms;
-
+		ua_my_last_start = GetCurrentTimestamp();
+		ua_start_writer();
 		LWLockAcquire(ua_shared->lock, LW_SHARED);
-		state = req->state;
-		writer = slot->writer;
-		if (state == UA_REQ_DONE)
-			*out = req->result;
+		writer = ua_my_slot->writer;
 		LWLockRelease(ua_shared->lock);
+		if (writer != NULL)
+			SetLatch(&writer->procLatch);
+	}
+	return false;
+}
 
-		if (state == UA_REQ_DONE)
-			break;
-		if (state == UA_REQ_FAILED)
-			ereport(ERROR,
-					(errcode(req->sqlerrcode ? req->sqlerrcode : ERRCODE_INTERNAL_ERROR),
-					 errmsg("the marker writer could not commit a marker: %s",
-							req->errmsg)));
+/*
+ * ua_marker_request_wait
+ *		Wait until the open request is committed and fill *out.  Throws 57014
+ *		at the deadline, the writer's error, or on interrupt.
+ */
+void
+ua_marker_request_wait(TimestampTz deadline, UaMarker *out)
+{
+	while (!ua_marker_request_check(out))
+	{
+		long		wait_ms = ua_ms_until(deadline);
 
-		/* No writer (first use, idle exit or crash): start one. */
-		if (state == UA_REQ_PENDING && writer == NULL &&
-			TimestampDifferenceExceeds(last_start, GetCurrentTimestamp(), 1000))
-		{
-			last_start = GetCurrentTimestamp();
-			ua_start_writer();
-			LWLockAcquire(ua_shared->lock, LW_SHARED);
-			writer = slot->writer;
-			LWLockRelease(ua_shared->lock);
-			if (writer != NULL)
-				SetLatch(&writer->procLatch);
-			continue;
-		}
-
-		wait_ms = ua_ms_until(deadline);
 		if (wait_ms <= 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_QUERY_CANCELED),
@@ -163,62 +221,26 @@ ua_await_request(UaWriteRequest *req, UaDatabaseSlot *slot,
 }
 
 /*
- * ua_commit_marker_autonomously
- *		Have this database's marker writer commit a marker of the given kind
- *		and fill *out with it.  Independent of the caller's transaction.
- *
- * Waits at most until deadline (57014 after it); interruptible.  Throws the
- * writer's error when it could not commit.
+ * ua_marker_request_end
+ *		Give up this backend's request slot, whatever state it is in: a
+ *		pending request is withdrawn, a running one is left to the writer,
+ *		which frees it.  Safe to call without an open request.
  */
 void
-ua_commit_marker_autonomously(const char *kind, TimestampTz deadline,
-							  UaMarker *out)
+ua_marker_request_end(void)
 {
-	int			procno = UA_MY_PROCNO;
-	UaWriteRequest *req;
-	UaDatabaseSlot *slot;
-	PGPROC	   *writer;
+	UaWriteRequest *req = ua_my_request;
 
-	ua_require_shared();
-	if (procno < 0 || procno >= ua_shared->nrequests)
-		elog(ERROR, "proc number %d out of range for marker requests", procno);
-	req = &ua_shared->requests[procno];
-
+	if (req == NULL)
+		return;
 	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-	slot = ua_db_slot();
-	if (req->state == UA_REQ_RUNNING || req->state == UA_REQ_ABANDONED)
-	{
-		/* An abandoned request of ours is still being committed. */
-		LWLockRelease(ua_shared->lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_IN_USE),
-				 errmsg("a previous marker request of this session is still being committed"),
-				 errhint("Try again in a moment.")));
-	}
-	req->dboid = MyDatabaseId;
-	req->requester = MyProc;
-	strlcpy(req->kind, kind, sizeof(req->kind));
-	req->errmsg[0] = '\0';
-	req->sqlerrcode = 0;
-	req->state = UA_REQ_PENDING;
-	writer = slot->writer;
+	if (req->state == UA_REQ_RUNNING)
+		req->state = UA_REQ_ABANDONED;
+	else
+		req->state = UA_REQ_FREE;
 	LWLockRelease(ua_shared->lock);
-
-	if (writer != NULL)
-		SetLatch(&writer->procLatch);
-
-	PG_TRY();
-	{
-		ua_await_request(req, slot, deadline, out);
-	}
-	PG_CATCH();
-	{
-		ua_release_request(req);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-
-	ua_release_request(req);
+	ua_my_request = NULL;
+	ua_my_slot = NULL;
 }
 
 /*
@@ -255,15 +277,16 @@ ua_writer_detach(int code, Datum arg)
 /*
  * ua_writer_take
  *		Move every pending request of this database to RUNNING; returns their
- *		indexes (count in *n) and copies their kinds.
+ *		indexes (count in *n) and copies their kinds and numbers.
  */
 static int *
-ua_writer_take(int *n, char ***kinds)
+ua_writer_take(int *n, char ***kinds, int64 **seqs)
 {
 	int		   *idx = palloc(sizeof(int) * ua_shared->nrequests);
 
 	*n = 0;
 	*kinds = palloc(sizeof(char *) * ua_shared->nrequests);
+	*seqs = palloc(sizeof(int64) * ua_shared->nrequests);
 	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < ua_shared->nrequests; i++)
 	{
@@ -273,6 +296,7 @@ ua_writer_take(int *n, char ***kinds)
 		{
 			req->state = UA_REQ_RUNNING;
 			(*kinds)[*n] = pstrdup(req->kind);
+			(*seqs)[*n] = req->seq;
 			idx[(*n)++] = i;
 		}
 	}
@@ -322,7 +346,7 @@ ua_writer_finish(int *idx, int n, UaMarker *results, ErrorData *edata)
  *		Commit one marker per taken request, all in one transaction.
  */
 static void
-ua_writer_commit(int *idx, char **kinds, int n)
+ua_writer_commit(int *idx, char **kinds, int64 *seqs, int n)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	UaMarker   *results = palloc(sizeof(UaMarker) * n);
@@ -336,7 +360,7 @@ ua_writer_commit(int *idx, char **kinds, int n)
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, "writing markers");
 		for (int i = 0; i < n; i++)
-			ua_insert_marker(kinds[i], NULL, &results[i]);
+			ua_insert_marker(kinds[i], NULL, seqs[i], &results[i]);
 		SPI_finish();
 		PopActiveSnapshot();
 		CommitTransactionCommand();
@@ -399,6 +423,7 @@ ua_writer_main(Datum main_arg)
 	{
 		int		   *idx;
 		char	  **kinds;
+		int64	   *seqs;
 		int			n;
 
 		CHECK_FOR_INTERRUPTS();
@@ -410,18 +435,19 @@ ua_writer_main(Datum main_arg)
 
 		MemoryContextReset(loop_cxt);
 		MemoryContextSwitchTo(loop_cxt);
-		idx = ua_writer_take(&n, &kinds);
+		idx = ua_writer_take(&n, &kinds, &seqs);
 		if (n > 0)
 		{
-			ua_writer_commit(idx, kinds, n);
+			ua_writer_commit(idx, kinds, seqs, n);
 			last_work = GetCurrentTimestamp();
 			continue;
 		}
 
-		if (TimestampDifferenceExceeds(last_work, GetCurrentTimestamp(), UA_WRITER_IDLE_MS))
+		if (TimestampDifferenceExceeds(last_work, GetCurrentTimestamp(),
+									   ua_writer_idle_timeout * 1000))
 			break;
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 UA_WRITER_IDLE_MS, PG_WAIT_EXTENSION);
+						 1000L * ua_writer_idle_timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
 	proc_exit(0);

@@ -145,6 +145,7 @@ is($r->{sqlstate}, '57014', 'round_trip times out with 57014')
   or diag($r->{stderr});
 like($r->{message}, qr/did not arrive/, 'timeout message says the marker did not arrive');
 like($r->{message}, qr/new_peer/, 'timeout message names the peer');
+note sprintf('round_trip with timeout 2s failed after %.3f s', $r->{elapsed});
 cmp_ok($r->{elapsed}, '>=', 2, 'round_trip waits for its timeout');
 cmp_ok($r->{elapsed}, '<', 6, 'round_trip fails soon after its timeout');
 
@@ -175,6 +176,7 @@ my $t0 = time;
 $old->safe_psql('postgres', "SELECT pg_cancel_backend($pid)");
 my $waited = UATest::bg_finish($bg, 20);
 ok(defined $waited, 'cancelled round_trip returns');
+note sprintf('cancel took %.3f s', time - $t0);
 cmp_ok(time - $t0, '<', 3, 'cancel acts promptly during the wait');
 is($bg->{sqlstate}, '57014', 'cancelled round_trip fails with 57014')
   or diag($bg->{stderr});
@@ -187,6 +189,7 @@ $t0 = time;
 $old->safe_psql('postgres', "SELECT pg_terminate_backend($pid)");
 $waited = UATest::bg_finish($bg, 20);
 ok(defined $waited, 'terminated round_trip returns');
+note sprintf('terminate took %.3f s', time - $t0);
 cmp_ok(time - $t0, '<', 3, 'terminate acts promptly during the wait');
 like(
 	$bg->{stderr},
@@ -250,6 +253,7 @@ sub stop_hanging_round_trip
 	$old->safe_psql('postgres', "SELECT $how($pid)");
 	my $waited = UATest::bg_finish($bg, 20);
 	my $took = time - $t0;
+	note sprintf('%s on a hanging peer took %.3f s', $how, $took);
 	# Drop the queued connection so the next wait sees a fresh one.
 	if ($pending->can_read(0))
 	{
@@ -326,6 +330,7 @@ $t0 = time;
 $session->query(
 	"SELECT * FROM upgrade_assist.round_trip('new_peer', '30s')");
 my $stopped_took = time - $t0;
+note sprintf('round_trip to a stopped peer failed after %.3f s', $stopped_took);
 my ($stopped_state, $stopped_msg) = UATest::parse_error($session->{stderr});
 like($stopped_state // '', qr/^08/, 'stopped peer: 08 SQLSTATE')
   or diag($session->{stderr});

@@ -66,7 +66,9 @@ sub node
 	  $params{install_path} ? (install_path => $params{install_path}) : ();
 
 	my $node = PostgreSQL::Test::Cluster->new($name, @install);
-	$node->init(allows_streaming => 'logical');
+	# Not init(allows_streaming => ...): the newer modules then write settings
+	# that an older install_path server does not know.
+	$node->init;
 	$node->append_conf(
 		'postgresql.conf', qq{
 shared_preload_libraries = 'upgrade_assist'
