@@ -11,7 +11,9 @@ OBJS = \
 	src/upgrade_assist.o \
 	src/remote.o \
 	src/marker.o \
-	src/writer.o
+	src/writer.o \
+	src/heartbeat.o \
+	src/heartbeat_worker.o
 
 EXTENSION = upgrade_assist
 DATA = upgrade_assist--1.0.sql

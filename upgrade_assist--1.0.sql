@@ -63,6 +63,49 @@ AS 'MODULE_PATHNAME', 'round_trip'
 LANGUAGE C VOLATILE;
 
 -- ---------------------------------------------------------------------------
+-- Heartbeat: a worker commits a 'heartbeat' marker at a fixed pace and
+-- confirms each on the peer; sync_status shows what it measured.  The
+-- configuration lives in the data directory, not in a table (a table would
+-- be replicated to the peer by FOR ALL TABLES).
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION upgrade_assist.heartbeat_start(
+    peer text,
+    every interval DEFAULT '1s')
+RETURNS void
+AS 'MODULE_PATHNAME', 'heartbeat_start'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION upgrade_assist.heartbeat_stop()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'heartbeat_stop'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION upgrade_assist.sync_status_rows(
+    OUT datname text,
+    OUT peer text,
+    OUT state text,
+    OUT last_written_seq bigint,
+    OUT last_written_at timestamptz,
+    OUT last_confirmed_seq bigint,
+    OUT last_confirmed_at timestamptz,
+    OUT lag interval,
+    OUT last_latency interval,
+    OUT latency_p50 interval,
+    OUT latency_p99 interval,
+    OUT samples integer,
+    OUT worker_pid integer,
+    OUT last_error text,
+    OUT last_error_at timestamptz,
+    OUT every interval)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'sync_status_rows'
+LANGUAGE C VOLATILE;
+
+CREATE VIEW upgrade_assist.sync_status AS
+    SELECT * FROM upgrade_assist.sync_status_rows();
+
+-- ---------------------------------------------------------------------------
 -- Privileges: nothing that writes or talks to a peer is open to PUBLIC.
 -- Monitoring roles (and the role a peer connects as) read the markers.
 -- ---------------------------------------------------------------------------
@@ -70,6 +113,13 @@ LANGUAGE C VOLATILE;
 REVOKE ALL ON FUNCTION upgrade_assist.emit_marker(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.wait_for_marker(text, bigint, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.round_trip(text, interval) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION upgrade_assist.heartbeat_start(text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.heartbeat_stop() FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.sync_status_rows() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION upgrade_assist.sync_status_rows() TO pg_monitor;
+REVOKE ALL ON upgrade_assist.sync_status FROM PUBLIC;
+GRANT SELECT ON upgrade_assist.sync_status TO pg_monitor;
 
 GRANT USAGE ON SCHEMA upgrade_assist TO pg_monitor;
 GRANT SELECT ON upgrade_assist.marker TO pg_monitor;

@@ -6,8 +6,7 @@ SELECT extname, extrelocatable, nspname
 SELECT fdwname, fdwvalidator::regproc FROM pg_foreign_data_wrapper
  WHERE fdwname = 'upgrade_assist';
 \d upgrade_assist.marker
-SELECT p.proname, pg_get_function_identity_arguments(p.oid) AS args,
-       p.prosecdef
+SELECT p.proname, p.prosecdef
   FROM pg_proc p WHERE p.pronamespace = 'upgrade_assist'::regnamespace
  ORDER BY 1;
 -- The library is preloaded: its GUC is known and reserved.

@@ -62,7 +62,7 @@ PG_FUNCTION_INFO_V1(round_trip);
  *		This cluster's marker origin: its system identifier.  System
  *		identifiers are below 2^63 until 2038, so the cast keeps them positive.
  */
-static int64
+int64
 ua_origin(void)
 {
 	return (int64) GetSystemIdentifier();
@@ -129,12 +129,12 @@ ua_marker_max_seq(void)
 }
 
 /*
- * ua_db_slot
- *		This database's shared slot, claimed when missing.  Caller holds
- *		UaShared->lock exclusively.
+ * ua_db_slot_for
+ *		The shared slot of a database, claimed when missing.  Caller holds
+ *		UaShared->lock exclusively.  Throws 54000 when all slots are taken.
  */
 UaDatabaseSlot *
-ua_db_slot(void)
+ua_db_slot_for(Oid dboid)
 {
 	UaDatabaseSlot *free_slot = NULL;
 
@@ -142,7 +142,7 @@ ua_db_slot(void)
 	{
 		UaDatabaseSlot *slot = &ua_shared->dbs[i];
 
-		if (slot->dboid == MyDatabaseId)
+		if (slot->dboid == dboid)
 			return slot;
 		if (slot->dboid == InvalidOid && free_slot == NULL)
 			free_slot = slot;
@@ -154,8 +154,18 @@ ua_db_slot(void)
 				 errdetail("At most %d databases per cluster can write markers.",
 						   UA_MAX_DATABASES)));
 	memset(free_slot, 0, sizeof(*free_slot));
-	free_slot->dboid = MyDatabaseId;
+	free_slot->dboid = dboid;
 	return free_slot;
+}
+
+/*
+ * ua_db_slot
+ *		This database's shared slot; see ua_db_slot_for.
+ */
+UaDatabaseSlot *
+ua_db_slot(void)
+{
+	return ua_db_slot_for(MyDatabaseId);
 }
 
 /*

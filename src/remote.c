@@ -404,18 +404,7 @@ ua_connect_wait(PGconn *conn, const UaPeer *peer, TimestampTz started,
 								   (long) ((GetCurrentTimestamp() - started) / 1000))));
 			st = PQconnectPoll(conn);
 		}
-		if (PQstatus(conn) != CONNECTION_OK)
-			ereport(ERROR,
-					(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
-					 errmsg("could not connect to peer \"%s\"", peer->name),
-					 errdetail_internal("%s", pchomp(PQerrorMessage(conn)))));
-		if (!superuser() && !PQconnectionUsedPassword(conn))
-			ereport(ERROR,
-					(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
-					 errmsg("password is required"),
-					 errdetail("Peer \"%s\" did not ask for the password of the user mapping.",
-							   peer->name),
-					 errhint("A non-superuser may only connect to a peer that authenticates it by password.")));
+		ua_peer_connect_finish(conn, peer->name);
 	}
 	PG_CATCH();
 	{
@@ -425,6 +414,45 @@ ua_connect_wait(PGconn *conn, const UaPeer *peer, TimestampTz started,
 	PG_END_TRY();
 
 	return conn;
+}
+
+/*
+ * ua_peer_connect_finish
+ *		Check a connection whose polling ended: throws 08001 with libpq's
+ *		message unless it is established, and 2F003 when a non-superuser got
+ *		in without the peer asking for the password.  Does not close conn.
+ */
+void
+ua_peer_connect_finish(PGconn *conn, const char *peer)
+{
+	if (PQstatus(conn) != CONNECTION_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION),
+				 errmsg("could not connect to peer \"%s\"", peer),
+				 errdetail_internal("%s", pchomp(PQerrorMessage(conn)))));
+	if (!superuser() && !PQconnectionUsedPassword(conn))
+		ereport(ERROR,
+				(errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED),
+				 errmsg("password is required"),
+				 errdetail("Peer \"%s\" did not ask for the password of the user mapping.",
+						   peer),
+				 errhint("A non-superuser may only connect to a peer that authenticates it by password.")));
+}
+
+/*
+ * ua_peer_connect_start
+ *		Resolve the peer and begin a non-blocking connection to it, for a
+ *		caller that runs its own event loop (the heartbeat worker): poll it
+ *		with PQconnectPoll, give up at *connect_deadline, then call
+ *		ua_peer_connect_finish.  The caller owns the connection.  Throws the
+ *		errors of a peer lookup.
+ */
+PGconn *
+ua_peer_connect_start(const char *name, TimestampTz *connect_deadline)
+{
+	UaPeer		peer = ua_peer_lookup(name);
+
+	return ua_connect_start(&peer, 0, connect_deadline);
 }
 
 static PGconn *

@@ -92,6 +92,7 @@ ua_shmem_startup(void)
 		memset(ua_shared, 0, ua_shmem_size());
 		ua_shared->lock = &(GetNamedLWLockTranche("upgrade_assist"))->lock;
 		ua_shared->nrequests = UA_MAX_BACKENDS();
+		ua_heartbeat_load(true);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -115,6 +116,22 @@ _PG_init(void)
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	DefineCustomIntVariable("upgrade_assist.lag_threshold",
+							"Age of the oldest unconfirmed heartbeat from which sync_status says 'lagging'.",
+							NULL,
+							&ua_lag_threshold_ms,
+							5000, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("upgrade_assist.heartbeat_retention",
+							"Heartbeat markers older than this are deleted by the heartbeat worker.",
+							"Markers of other kinds are kept.",
+							&ua_heartbeat_retention_s,
+							3600, 60, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("upgrade_assist");
 
 	/*
@@ -132,6 +149,8 @@ _PG_init(void)
 #endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = ua_shmem_startup;
+
+	ua_heartbeat_register_launcher();
 }
 
 /*

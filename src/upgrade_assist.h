@@ -37,6 +37,45 @@ typedef struct UaMarker
 	XLogRecPtr	written_lsn;
 } UaMarker;
 
+/* Recent round-trip latencies kept by a heartbeat worker for p50/p99. */
+#define UA_HB_WINDOW 600
+
+/*
+ * Heartbeat of one database: configuration (also kept in the file
+ * UA_HB_FILE of the data directory, so that it survives restarts) and what
+ * the worker publishes for the sync_status view.
+ */
+typedef struct UaHeartbeat
+{
+	/* configuration */
+	bool		configured;		/* heartbeat_start was called */
+	bool		enabled;		/* not stopped */
+	Oid			owner;			/* role that started it; the worker runs as it */
+	int64		every_ms;		/* pace */
+	char		peer[NAMEDATALEN];
+	uint32		generation;		/* bumped at each configuration change */
+
+	/* worker bookkeeping, set by the launcher and the worker */
+	PGPROC	   *worker;			/* running worker, or NULL */
+	int			worker_pid;
+	TimestampTz start_requested_at; /* launcher asked for a worker */
+	int			quick_failures; /* worker exits without a beat, for backoff */
+
+	/* published by the worker */
+	int64		last_written_seq;
+	TimestampTz last_written_at;
+	int64		last_confirmed_seq;
+	TimestampTz last_confirmed_at;
+	TimestampTz oldest_unconfirmed_at;	/* 0 when everything is confirmed */
+	int64		last_latency_us;
+	int64		p50_us;
+	int64		p99_us;
+	int			samples;		/* latencies in the window */
+	bool		connected;
+	char		last_error[256];
+	TimestampTz last_error_at;
+} UaHeartbeat;
+
 /*
  * Per-database shared state.  Protected by UaShared->lock.
  */
@@ -47,6 +86,7 @@ typedef struct UaDatabaseSlot
 	Oid			marker_relid;	/* the marker table next_seq was read from */
 	int64		next_seq;		/* next marker seq of this origin */
 	PGPROC	   *writer;			/* running marker writer, or NULL */
+	UaHeartbeat hb;
 } UaDatabaseSlot;
 
 /* States of a marker-write request. */
@@ -80,10 +120,20 @@ typedef struct UaWriteRequest
 typedef struct UaShared
 {
 	LWLock	   *lock;
+	PGPROC	   *hb_launcher;	/* running heartbeat launcher, or NULL */
 	int			nrequests;
 	UaDatabaseSlot dbs[UA_MAX_DATABASES];
 	UaWriteRequest requests[FLEXIBLE_ARRAY_MEMBER];
 } UaShared;
+
+/* heartbeat.c */
+extern int	ua_lag_threshold_ms;
+extern int	ua_heartbeat_retention_s;
+extern bool ua_heartbeat_load(bool into_shmem);
+extern void ua_hb_forget(Oid dboid);
+extern void ua_heartbeat_register_launcher(void);
+PGDLLEXPORT void ua_heartbeat_launcher_main(Datum main_arg);
+PGDLLEXPORT void ua_heartbeat_worker_main(Datum main_arg);
 
 /* upgrade_assist.c */
 extern UaShared *ua_shared;
@@ -94,6 +144,8 @@ extern int64 ua_interval_to_ms(Interval *iv, const char *argname);
 extern long ua_ms_until(TimestampTz deadline);
 
 /* remote.c */
+extern PGconn *ua_peer_connect_start(const char *peer, TimestampTz *connect_deadline);
+extern void ua_peer_connect_finish(PGconn *conn, const char *peer);
 extern PGconn *ua_peer_connect(const char *peer, TimestampTz deadline);
 extern PGresult *ua_peer_query(const char *peer, const char *sql,
 							   int nparams, const char *const *values,
@@ -101,6 +153,8 @@ extern PGresult *ua_peer_query(const char *peer, const char *sql,
 
 /* marker.c */
 extern UaDatabaseSlot *ua_db_slot(void);
+extern UaDatabaseSlot *ua_db_slot_for(Oid dboid);
+extern int64 ua_origin(void);
 extern int64 ua_next_marker_seq(void);
 extern void ua_insert_marker(const char *kind, const char *note, int64 seq,
 							 UaMarker *out);

@@ -1,0 +1,660 @@
+/*-------------------------------------------------------------------------
+ *
+ * heartbeat.c
+ *	  Heartbeat configuration, its launcher, and the sync_status view.
+ *
+ * heartbeat_start(peer, every) configures a heartbeat for the current
+ * database; a worker of that database (heartbeat_worker.c) then commits a
+ * marker of kind 'heartbeat' at that pace and confirms each on the peer.
+ *
+ * Where the configuration lives: in shared memory (UaDatabaseSlot.hb) and
+ * in the file UA_HB_FILE of the data directory, rewritten durably at every
+ * change and read back by the postmaster at start.  Not in a table: a table
+ * of the extension would be carried by a FOR ALL TABLES publication to the
+ * peer, where its rows would collide with the peer's own configuration and
+ * stop replication.  The consequence is that heartbeat_start and
+ * heartbeat_stop take effect at once, not at commit.
+ *
+ * Who runs the workers: the heartbeat launcher, a background worker
+ * connected to no database, exists while at least one heartbeat is enabled.
+ * Once a second (or when woken) it starts a worker for every enabled
+ * database that has none, after checking that the database still exists
+ * (configuration of dropped databases is removed).  Workers that exit are
+ * restarted by it, with a backoff when they keep failing.  After a server
+ * restart or crash the postmaster registers the launcher again when the file
+ * lists an enabled heartbeat.
+ *
+ * Locking: every field of UaHeartbeat and UaShared->hb_launcher is read and
+ * written under UaShared->lock.  The file is written with the lock held
+ * exclusively, so that it always matches shared memory.
+ *
+ * IDENTIFICATION
+ *	  src/heartbeat.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
+#include "foreign/foreign.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/fd.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "compat.h"
+#include "upgrade_assist.h"
+
+/* The configuration file, relative to the data directory. */
+#define UA_HB_FILE "upgrade_assist.heartbeat"
+#define UA_HB_FILE_TMP "upgrade_assist.heartbeat.tmp"
+
+/* GUC variables */
+int			ua_lag_threshold_ms = 5000;
+int			ua_heartbeat_retention_s = 3600;
+
+PG_FUNCTION_INFO_V1(heartbeat_start);
+PG_FUNCTION_INFO_V1(heartbeat_stop);
+PG_FUNCTION_INFO_V1(sync_status_rows);
+
+/*
+ * ua_hb_write_file
+ *		Rewrite the configuration file from shared memory, durably.  Caller
+ *		holds UaShared->lock exclusively.  Throws on I/O errors (before the
+ *		rename, so that the old file stays whole).
+ */
+static void
+ua_hb_write_file(void)
+{
+	StringInfoData buf;
+	int			fd;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "# upgrade_assist heartbeats: dboid owner every_ms enabled peer\n");
+	for (int i = 0; i < UA_MAX_DATABASES; i++)
+	{
+		UaDatabaseSlot *slot = &ua_shared->dbs[i];
+
+		if (slot->dboid == InvalidOid || !slot->hb.configured)
+			continue;
+		appendStringInfo(&buf, "%u %u " INT64_FORMAT " %d %s\n",
+						 slot->dboid, slot->hb.owner, slot->hb.every_ms,
+						 slot->hb.enabled ? 1 : 0, slot->hb.peer);
+	}
+
+	fd = OpenTransientFile(UA_HB_FILE_TMP, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create file \"%s\": %m", UA_HB_FILE_TMP)));
+	errno = 0;
+	if (write(fd, buf.data, buf.len) != buf.len)
+	{
+		if (errno == 0)
+			errno = ENOSPC;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write file \"%s\": %m", UA_HB_FILE_TMP)));
+	}
+	if (pg_fsync(fd) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not fsync file \"%s\": %m", UA_HB_FILE_TMP)));
+	if (CloseTransientFile(fd) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not close file \"%s\": %m", UA_HB_FILE_TMP)));
+	(void) durable_rename(UA_HB_FILE_TMP, UA_HB_FILE, ERROR);
+	pfree(buf.data);
+}
+
+/*
+ * ua_heartbeat_load
+ *		Read the configuration file.  With into_shmem, put its entries into
+ *		shared memory (the postmaster does this when it creates shared
+ *		memory); without, only look.  Returns whether some heartbeat is
+ *		enabled.  The data directory is the working directory.  A malformed
+ *		line is skipped with a warning.
+ */
+bool
+ua_heartbeat_load(bool into_shmem)
+{
+	FILE	   *f = AllocateFile(UA_HB_FILE, "r");
+	char		line[NAMEDATALEN + 128];
+	bool		any_enabled = false;
+
+	if (f == NULL)
+	{
+		if (errno != ENOENT)
+			ereport(LOG,
+					(errcode_for_file_access(),
+					 errmsg("could not read file \"%s\": %m", UA_HB_FILE)));
+		return false;
+	}
+	while (fgets(line, sizeof(line), f) != NULL)
+	{
+		unsigned int dboid;
+		unsigned int owner;
+		long long	every;
+		int			enabled;
+		int			consumed = 0;
+		char	   *peer;
+		UaDatabaseSlot *slot = NULL;
+
+		if (line[0] == '#' || line[0] == '\n')
+			continue;
+		if (sscanf(line, "%u %u %lld %d %n", &dboid, &owner, &every, &enabled,
+				   &consumed) != 4 || consumed == 0 || dboid == InvalidOid ||
+			every <= 0)
+		{
+			ereport(WARNING,
+					(errmsg("skipping malformed line in \"%s\"", UA_HB_FILE)));
+			continue;
+		}
+		peer = line + consumed;
+		peer[strcspn(peer, "\n")] = '\0';
+		if (enabled)
+			any_enabled = true;
+		if (!into_shmem)
+			continue;
+
+		for (int i = 0; i < UA_MAX_DATABASES && slot == NULL; i++)
+			if (ua_shared->dbs[i].dboid == InvalidOid)
+				slot = &ua_shared->dbs[i];
+		if (slot == NULL)
+			break;
+		memset(slot, 0, sizeof(*slot));
+		slot->dboid = dboid;
+		slot->hb.configured = true;
+		slot->hb.enabled = (enabled != 0);
+		slot->hb.owner = owner;
+		slot->hb.every_ms = every;
+		strlcpy(slot->hb.peer, peer, sizeof(slot->hb.peer));
+	}
+	FreeFile(f);
+	return any_enabled;
+}
+
+/*
+ * ua_hb_fill_launcher
+ *		Describe the launcher worker.
+ */
+static void
+ua_hb_fill_launcher(BackgroundWorker *bgw)
+{
+	memset(bgw, 0, sizeof(*bgw));
+	bgw->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw->bgw_restart_time = 5;
+	snprintf(bgw->bgw_library_name, BGW_MAXLEN, "upgrade_assist");
+	snprintf(bgw->bgw_function_name, BGW_MAXLEN, "ua_heartbeat_launcher_main");
+	snprintf(bgw->bgw_name, BGW_MAXLEN, "upgrade_assist heartbeat launcher");
+	snprintf(bgw->bgw_type, BGW_MAXLEN, "upgrade_assist heartbeat launcher");
+}
+
+/*
+ * ua_heartbeat_register_launcher
+ *		From _PG_init in the postmaster: register the launcher when the
+ *		configuration file lists an enabled heartbeat, so that heartbeats
+ *		come back by themselves after a restart.
+ */
+void
+ua_heartbeat_register_launcher(void)
+{
+	BackgroundWorker bgw;
+
+	if (!ua_heartbeat_load(false))
+		return;
+	ua_hb_fill_launcher(&bgw);
+	RegisterBackgroundWorker(&bgw);
+}
+
+/*
+ * ua_hb_wake_launcher
+ *		Make sure a launcher runs and looks at the configuration now.
+ *		Throws 53000 when no worker slot is free.
+ */
+static void
+ua_hb_wake_launcher(void)
+{
+	PGPROC	   *launcher;
+	BackgroundWorker bgw;
+	BackgroundWorkerHandle *handle;
+
+	LWLockAcquire(ua_shared->lock, LW_SHARED);
+	launcher = ua_shared->hb_launcher;
+	LWLockRelease(ua_shared->lock);
+	if (launcher != NULL)
+	{
+		SetLatch(&launcher->procLatch);
+		return;
+	}
+
+	/* A launcher that appears meanwhile makes this one exit at once. */
+	ua_hb_fill_launcher(&bgw);
+	bgw.bgw_restart_time = 5;
+	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not start the upgrade_assist heartbeat launcher"),
+				 errhint("Increase max_worker_processes.")));
+}
+
+/*
+ * heartbeat_start(peer text, every interval) returns void
+ *		Configure (or reconfigure) this database's heartbeat and make sure a
+ *		worker runs it.  Takes effect at once, whatever becomes of the
+ *		caller's transaction.
+ */
+Datum
+heartbeat_start(PG_FUNCTION_ARGS)
+{
+	char	   *peer = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int64		every_ms;
+	UaDatabaseSlot *slot;
+	PGPROC	   *worker;
+
+	ua_require_shared();
+	every_ms = ua_interval_to_ms(PG_ARGISNULL(1) ? NULL : PG_GETARG_INTERVAL_P(1),
+								 "every");
+	if (every_ms < 10 || every_ms > 3600 * 1000)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("every must be between 10 milliseconds and 1 hour")));
+	if (peer == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("peer must not be null")));
+	if (strlen(peer) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("peer name \"%s\" is too long", peer)));
+
+	/*
+	 * Check now what the worker will check: the peer exists, is ours, and
+	 * this role may use it (mapping, password rule).  Connecting is the
+	 * worker's business.
+	 */
+	{
+		TimestampTz dummy;
+		PGconn	   *conn = ua_peer_connect_start(peer, &dummy);
+
+		PQfinish(conn);
+	}
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot start a heartbeat during recovery")));
+
+	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+	slot = ua_db_slot();
+	slot->hb.configured = true;
+	slot->hb.enabled = true;
+	slot->hb.owner = GetUserId();
+	slot->hb.every_ms = every_ms;
+	if (strcmp(slot->hb.peer, peer) != 0)
+	{
+		/* Another peer: what was measured no longer applies. */
+		strlcpy(slot->hb.peer, peer, sizeof(slot->hb.peer));
+		slot->hb.last_written_seq = 0;
+		slot->hb.last_written_at = 0;
+		slot->hb.last_confirmed_seq = 0;
+		slot->hb.last_confirmed_at = 0;
+		slot->hb.oldest_unconfirmed_at = 0;
+		slot->hb.last_latency_us = slot->hb.p50_us = slot->hb.p99_us = 0;
+		slot->hb.samples = 0;
+		slot->hb.connected = false;
+		slot->hb.last_error[0] = '\0';
+		slot->hb.last_error_at = 0;
+	}
+	slot->hb.quick_failures = 0;
+	slot->hb.generation++;
+	worker = slot->hb.worker;
+	ua_hb_write_file();
+	LWLockRelease(ua_shared->lock);
+
+	if (worker != NULL)
+		SetLatch(&worker->procLatch);
+	ua_hb_wake_launcher();
+	PG_RETURN_VOID();
+}
+
+/*
+ * heartbeat_stop() returns boolean
+ *		Stop this database's heartbeat; returns whether one was enabled.  The
+ *		worker exits at its next wake-up, which this call brings forward.
+ */
+Datum
+heartbeat_stop(PG_FUNCTION_ARGS)
+{
+	UaDatabaseSlot *slot;
+	PGPROC	   *worker;
+	bool		was_enabled;
+
+	ua_require_shared();
+	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+	slot = ua_db_slot();
+	was_enabled = slot->hb.configured && slot->hb.enabled;
+	worker = slot->hb.worker;
+	if (was_enabled)
+	{
+		slot->hb.enabled = false;
+		slot->hb.generation++;
+		ua_hb_write_file();
+	}
+	LWLockRelease(ua_shared->lock);
+
+	if (worker != NULL)
+		SetLatch(&worker->procLatch);
+	PG_RETURN_BOOL(was_enabled);
+}
+
+/*
+ * ua_hb_forget
+ *		Remove the heartbeat configuration of a database (dropped database,
+ *		or the extension was dropped there).  Takes the lock.
+ */
+void
+ua_hb_forget(Oid dboid)
+{
+	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < UA_MAX_DATABASES; i++)
+	{
+		UaDatabaseSlot *slot = &ua_shared->dbs[i];
+
+		if (slot->dboid == dboid && slot->hb.configured)
+		{
+			slot->hb.configured = false;
+			slot->hb.enabled = false;
+			slot->hb.generation++;
+			PG_TRY();
+			{
+				ua_hb_write_file();
+			}
+			PG_CATCH();
+			{
+				LWLockRelease(ua_shared->lock);
+				PG_RE_THROW();
+			}
+			PG_END_TRY();
+		}
+	}
+	LWLockRelease(ua_shared->lock);
+}
+
+/*
+ * ua_hb_interval
+ *		An interval datum of us microseconds.
+ */
+static Datum
+ua_hb_interval(int64 us)
+{
+	Interval   *iv = (Interval *) palloc0(sizeof(Interval));
+
+	iv->time = us;
+	return IntervalPGetDatum(iv);
+}
+
+/*
+ * sync_status_rows() returns setof record
+ *		One row per configured heartbeat of the cluster, from shared memory
+ *		only: reading it costs the peer nothing.  Behind the view sync_status.
+ */
+Datum
+sync_status_rows(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	TupleDesc	tupdesc;
+	Tuplestorestate *store;
+	MemoryContext oldcxt;
+	UaDatabaseSlot *copy;
+	int			n = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	ua_require_shared();
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		!(rsinfo->allowedModes & SFRM_Materialize))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	/* Copy under the lock, build rows after. */
+	copy = palloc(sizeof(UaDatabaseSlot) * UA_MAX_DATABASES);
+	LWLockAcquire(ua_shared->lock, LW_SHARED);
+	for (int i = 0; i < UA_MAX_DATABASES; i++)
+		if (ua_shared->dbs[i].dboid != InvalidOid && ua_shared->dbs[i].hb.configured)
+			copy[n++] = ua_shared->dbs[i];
+	LWLockRelease(ua_shared->lock);
+
+	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	tupdesc = CreateTupleDescCopy(tupdesc);
+	store = tuplestore_begin_heap(true, false, work_mem);
+	MemoryContextSwitchTo(oldcxt);
+
+	for (int i = 0; i < n; i++)
+	{
+		UaHeartbeat *hb = &copy[i].hb;
+		Datum		values[16];
+		bool		nulls[16] = {false};
+		char	   *datname = get_database_name(copy[i].dboid);
+		const char *state;
+		int64		lag_us = 0;
+
+		if (hb->oldest_unconfirmed_at != 0 && now > hb->oldest_unconfirmed_at)
+			lag_us = now - hb->oldest_unconfirmed_at;
+
+		if (!hb->enabled)
+			state = "stopped";
+		else if (hb->worker == NULL)
+			state = "starting";
+		else if (!hb->connected && hb->last_error[0] != '\0')
+			state = "unreachable";
+		else if (lag_us > (int64) ua_lag_threshold_ms * 1000)
+			state = "lagging";
+		else if (hb->last_confirmed_seq == 0)
+			state = "starting";
+		else
+			state = "in sync";
+
+		values[0] = datname ? CStringGetTextDatum(datname) : (Datum) 0;
+		nulls[0] = (datname == NULL);
+		values[1] = CStringGetTextDatum(hb->peer);
+		values[2] = CStringGetTextDatum(state);
+		values[3] = Int64GetDatum(hb->last_written_seq);
+		nulls[3] = (hb->last_written_seq == 0);
+		values[4] = TimestampTzGetDatum(hb->last_written_at);
+		nulls[4] = (hb->last_written_at == 0);
+		values[5] = Int64GetDatum(hb->last_confirmed_seq);
+		nulls[5] = (hb->last_confirmed_seq == 0);
+		values[6] = TimestampTzGetDatum(hb->last_confirmed_at);
+		nulls[6] = (hb->last_confirmed_at == 0);
+		values[7] = ua_hb_interval(lag_us);
+		nulls[7] = !hb->enabled;
+		values[8] = ua_hb_interval(hb->last_latency_us);
+		nulls[8] = (hb->samples == 0);
+		values[9] = ua_hb_interval(hb->p50_us);
+		nulls[9] = (hb->samples == 0);
+		values[10] = ua_hb_interval(hb->p99_us);
+		nulls[10] = (hb->samples == 0);
+		values[11] = Int32GetDatum(hb->samples);
+		values[12] = Int32GetDatum(hb->worker_pid);
+		nulls[12] = (hb->worker == NULL);
+		values[13] = CStringGetTextDatum(hb->last_error);
+		nulls[13] = (hb->last_error[0] == '\0');
+		values[14] = TimestampTzGetDatum(hb->last_error_at);
+		nulls[14] = (hb->last_error_at == 0);
+		values[15] = ua_hb_interval(hb->every_ms * 1000);
+		tuplestore_putvalues(store, tupdesc, values, nulls);
+	}
+
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = store;
+	rsinfo->setDesc = tupdesc;
+	return (Datum) 0;
+}
+
+/*
+ * ua_hb_database_exists
+ *		Does the database still exist?  Called by the launcher, outside any
+ *		transaction.
+ */
+static bool
+ua_hb_database_exists(Oid dboid)
+{
+	bool		exists;
+
+	StartTransactionCommand();
+	exists = SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(dboid));
+	CommitTransactionCommand();
+	return exists;
+}
+
+/*
+ * ua_hb_start_worker
+ *		Register the heartbeat worker of a database, without waiting for it.
+ */
+static bool
+ua_hb_start_worker(Oid dboid)
+{
+	BackgroundWorker bgw;
+	BackgroundWorkerHandle *handle;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher restarts it */
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "upgrade_assist");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "ua_heartbeat_worker_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN,
+			 "upgrade_assist heartbeat for database %u", dboid);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "upgrade_assist heartbeat");
+	bgw.bgw_main_arg = ObjectIdGetDatum(dboid);
+	bgw.bgw_notify_pid = MyProcPid;
+	return RegisterDynamicBackgroundWorker(&bgw, &handle);
+}
+
+/*
+ * ua_hb_launcher_detach
+ *		before_shmem_exit callback of the launcher.
+ */
+static void
+ua_hb_launcher_detach(int code, Datum arg)
+{
+	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+	if (ua_shared->hb_launcher == MyProc)
+		ua_shared->hb_launcher = NULL;
+	LWLockRelease(ua_shared->lock);
+}
+
+/*
+ * ua_heartbeat_launcher_main
+ *		Entry point of the heartbeat launcher.
+ */
+void
+ua_heartbeat_launcher_main(Datum main_arg)
+{
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	/* No database: the launcher reads only shared catalogs. */
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+	if (ua_shared->hb_launcher != NULL)
+	{
+		LWLockRelease(ua_shared->lock);
+		proc_exit(0);
+	}
+	ua_shared->hb_launcher = MyProc;
+	LWLockRelease(ua_shared->lock);
+	before_shmem_exit(ua_hb_launcher_detach, (Datum) 0);
+
+	for (;;)
+	{
+		Oid			need[UA_MAX_DATABASES];
+		int			nneed = 0;
+		bool		any = false;
+		TimestampTz now = GetCurrentTimestamp();
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		/*
+		 * Which enabled heartbeats have no worker?  A worker asked for less
+		 * than 10 s ago that has not shown up yet is still starting; one that
+		 * keeps failing is retried after 1, 2, 4 ... up to 60 s.
+		 */
+		LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+		for (int i = 0; i < UA_MAX_DATABASES; i++)
+		{
+			UaHeartbeat *hb = &ua_shared->dbs[i].hb;
+			int64		backoff_ms;
+
+			if (ua_shared->dbs[i].dboid == InvalidOid || !hb->configured ||
+				!hb->enabled)
+				continue;
+			any = true;
+			if (hb->worker != NULL)
+				continue;
+			backoff_ms = (hb->quick_failures == 0) ? 0 :
+				Min((int64) 1000 << Min(hb->quick_failures - 1, 6), 60000);
+			if (hb->start_requested_at != 0 &&
+				!TimestampDifferenceExceeds(hb->start_requested_at, now,
+											Max(backoff_ms, 1000)))
+				continue;
+			hb->start_requested_at = now;
+			need[nneed++] = ua_shared->dbs[i].dboid;
+		}
+		if (!any)
+		{
+			/* Nothing to run: leave (exit code 0, so not restarted). */
+			ua_shared->hb_launcher = NULL;
+			LWLockRelease(ua_shared->lock);
+			proc_exit(0);
+		}
+		LWLockRelease(ua_shared->lock);
+
+		for (int i = 0; i < nneed; i++)
+		{
+			if (!ua_hb_database_exists(need[i]))
+			{
+				ereport(LOG,
+						(errmsg("upgrade_assist: forgetting the heartbeat of dropped database %u",
+								need[i])));
+				ua_hb_forget(need[i]);
+				continue;
+			}
+			if (!ua_hb_start_worker(need[i]))
+				ereport(LOG,
+						(errmsg("upgrade_assist: could not start the heartbeat worker of database %u",
+								need[i]),
+						 errhint("Increase max_worker_processes.")));
+		}
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1000L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+}
