@@ -291,12 +291,7 @@ heartbeat_start(PG_FUNCTION_ARGS)
 	 * this role may use it (mapping, password rule).  Connecting is the
 	 * worker's business.
 	 */
-	{
-		TimestampTz dummy;
-		PGconn	   *conn = ua_peer_connect_start(peer, &dummy);
-
-		PQfinish(conn);
-	}
+	ua_peer_check(peer);
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),

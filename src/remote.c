@@ -440,6 +440,18 @@ ua_peer_connect_finish(PGconn *conn, const char *peer)
 }
 
 /*
+ * ua_peer_check
+ *		Throw what connecting to the named peer would throw before any
+ *		network traffic: unknown or foreign server, no mapping, no USAGE,
+ *		no password for a non-superuser.
+ */
+void
+ua_peer_check(const char *name)
+{
+	(void) ua_peer_lookup(name);
+}
+
+/*
  * ua_peer_connect_start
  *		Resolve the peer and begin a non-blocking connection to it, for a
  *		caller that runs its own event loop (the heartbeat worker): poll it

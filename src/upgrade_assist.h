@@ -144,6 +144,7 @@ extern int64 ua_interval_to_ms(Interval *iv, const char *argname);
 extern long ua_ms_until(TimestampTz deadline);
 
 /* remote.c */
+extern void ua_peer_check(const char *peer);
 extern PGconn *ua_peer_connect_start(const char *peer, TimestampTz *connect_deadline);
 extern void ua_peer_connect_finish(PGconn *conn, const char *peer);
 extern PGconn *ua_peer_connect(const char *peer, TimestampTz deadline);
