@@ -191,6 +191,7 @@ ua_hb_connect_begin(void)
 		StartTransactionCommand();
 		hb_conn = ua_peer_connect_start(hb_peer, &hb_connect_deadline);
 		CommitTransactionCommand();
+		MemoryContextSwitchTo(cxt);
 		hb_phase = UA_HB_CONNECTING;
 		hb_poll = PGRES_POLLING_WRITING;
 	}
@@ -223,6 +224,7 @@ ua_hb_connect_done(void)
 		StartTransactionCommand();
 		ua_peer_connect_finish(hb_conn, hb_peer);
 		CommitTransactionCommand();
+		MemoryContextSwitchTo(cxt);
 	}
 	PG_CATCH();
 	{
@@ -279,6 +281,7 @@ ua_hb_beat(void)
 		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		MemoryContextSwitchTo(cxt);
 		pgstat_report_activity(STATE_IDLE, NULL);
 	}
 	PG_CATCH();
@@ -362,6 +365,7 @@ ua_hb_prune(void)
 		}
 		PopActiveSnapshot();
 		CommitTransactionCommand();
+		MemoryContextSwitchTo(cxt);
 		pgstat_report_activity(STATE_IDLE, NULL);
 	}
 	PG_CATCH();
