@@ -27,6 +27,7 @@
 #include "utils/timestamp.h"
 
 #include "compat.h"
+#include "fence.h"
 #include "upgrade_assist.h"
 
 PG_MODULE_MAGIC;
@@ -61,6 +62,7 @@ ua_request_shmem(void)
 {
 	RequestAddinShmemSpace(ua_shmem_size());
 	RequestNamedLWLockTranche("upgrade_assist", 1);
+	ua_fence_shmem_request();
 }
 
 #ifdef UA_HAVE_SHMEM_REQUEST_HOOK
@@ -93,6 +95,7 @@ ua_shmem_startup(void)
 		ua_shared->lock = &(GetNamedLWLockTranche("upgrade_assist"))->lock;
 		ua_shared->nrequests = UA_MAX_BACKENDS();
 	}
+	ua_fence_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -115,6 +118,8 @@ _PG_init(void)
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	ua_fence_define_gucs();
+
 	MarkGUCPrefixReserved("upgrade_assist");
 
 	/*
@@ -132,6 +137,8 @@ _PG_init(void)
 #endif
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = ua_shmem_startup;
+
+	ua_fence_install_hooks();
 }
 
 /*
