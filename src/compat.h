@@ -122,6 +122,16 @@
 #endif
 
 /*
+ * PostgreSQL 14 made the large-object write functions refuse to run in a
+ * read-only transaction; the fence checks them itself before.
+ */
+#if PG_VERSION_NUM >= 140000
+#define UA_LO_CHECKS_READ_ONLY 1
+#else
+#define UA_LO_CHECKS_READ_ONLY 0
+#endif
+
+/*
  * PostgreSQL 18 replaced pg_attribute_noreturn() by pg_noreturn, written
  * before the return type.
  */

@@ -65,6 +65,7 @@
 #include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/objectaccess.h"
+#include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/executor.h"
@@ -80,6 +81,7 @@
 #include "storage/latch.h"
 #include "storage/lmgr.h"
 #include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "tcop/cmdtag.h"
 #include "tcop/utility.h"
@@ -741,6 +743,35 @@ ua_ProcessUtility(UA_PROCESS_UTILITY_ARGS_DECL)
 }
 
 /*
+ * ua_refuse_large_object_write
+ *		Before PostgreSQL 14 the large-object functions wrote in read-only
+ *		transactions; refuse them by name while fenced.
+ */
+static void
+ua_refuse_large_object_write(Oid funcid)
+{
+#if !UA_LO_CHECKS_READ_ONLY
+	static const char *const writers[] = {
+		"lo_creat", "lo_create", "lo_import", "lo_unlink", "lowrite", "lo_put",
+		"lo_from_bytea", "lo_truncate", "lo_truncate64"
+	};
+	char	   *name;
+
+	if (get_func_namespace(funcid) != PG_CATALOG_NAMESPACE)
+		return;
+	name = get_func_name(funcid);
+	for (int i = 0; name && i < lengthof(writers); i++)
+		if (strcmp(name, writers[i]) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+					 errmsg(UA_FENCE_MSG_PREFIX " (%s): cannot execute %s() in a read-only transaction",
+							ua_fence_reason_copy(), name),
+					 errdetail_internal("%s", ua_fence_detail()),
+					 errhint(UA_FENCE_HINT)));
+#endif
+}
+
+/*
  * ua_object_access
  *		Function-execute events reach fast-path calls and expressions that
  *		are compiled outside the executor hooks.
@@ -751,8 +782,8 @@ ua_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 {
 	if (prev_object_access)
 		prev_object_access(access, classId, objectId, subId, arg);
-	if (access == OAT_FUNCTION_EXECUTE)
-		(void) ua_fence_check(true);
+	if (access == OAT_FUNCTION_EXECUTE && ua_fence_check(true))
+		ua_refuse_large_object_write(objectId);
 }
 
 /*
@@ -1107,7 +1138,7 @@ ua_drain_scan(List **list, List *exempt)
 		if (pid == 0 || pid == MyProcPid)
 			continue;
 		proc = &ProcGlobal->allProcs[procno];
-		if (proc->pid != pid)
+		if (proc->pid != pid || BackendPidGetProc(pid) == NULL)
 			continue;			/* left behind by a backend that is gone */
 		xid = UA_PROC_XID(proc);
 
@@ -1277,7 +1308,7 @@ ua_drain(int64 drain_ms)
 
 			if (d->terminated && d->ended == 0)
 			{
-				if (ProcGlobal->allProcs[d->procno].pid != d->pid)
+				if (BackendPidGetProc(d->pid) == NULL)
 					d->ended = GetCurrentTimestamp();
 				else if (left == NULL)
 					left = d;
