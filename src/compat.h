@@ -122,10 +122,10 @@
 #endif
 
 /*
- * PostgreSQL 14 made the large-object write functions refuse to run in a
+ * PostgreSQL 16 made the large-object write functions refuse to run in a
  * read-only transaction; the fence checks them itself before.
  */
-#if PG_VERSION_NUM >= 140000
+#if PG_VERSION_NUM >= 160000
 #define UA_LO_CHECKS_READ_ONLY 1
 #else
 #define UA_LO_CHECKS_READ_ONLY 0

@@ -744,7 +744,7 @@ ua_ProcessUtility(UA_PROCESS_UTILITY_ARGS_DECL)
 
 /*
  * ua_refuse_large_object_write
- *		Before PostgreSQL 14 the large-object functions wrote in read-only
+ *		Before PostgreSQL 16 the large-object functions wrote in read-only
  *		transactions; refuse them by name while fenced.
  */
 static void
