@@ -13,18 +13,19 @@ OBJS = \
 	src/marker.o \
 	src/writer.o \
 	src/heartbeat.o \
-	src/heartbeat_worker.o
+	src/heartbeat_worker.o \
+	src/fence.o
 
 EXTENSION = upgrade_assist
 DATA = upgrade_assist--1.0.sql
 PGFILEDESC = "upgrade_assist - major-version upgrade helpers"
 
-REGRESS = install peers markers privileges restore
+REGRESS = install peers markers privileges restore fence
 # The library must be preloaded: every pg_regress run gets its own temporary
 # server with test/preload.conf.
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=$(srcdir)/test/preload.conf
 ISOLATION_OPTS = --temp-instance=tmp_check_iso --temp-config=$(srcdir)/test/preload.conf
-ISOLATION = concurrent_markers
+ISOLATION = concurrent_markers fence_drain
 TAP_TESTS = 1
 
 PG_CPPFLAGS = -I$(libpq_srcdir) -I$(srcdir)/src

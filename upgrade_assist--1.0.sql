@@ -123,3 +123,58 @@ GRANT SELECT ON upgrade_assist.sync_status TO pg_monitor;
 
 GRANT USAGE ON SCHEMA upgrade_assist TO pg_monitor;
 GRANT SELECT ON upgrade_assist.marker TO pg_monitor;
+
+-- ---------------------------------------------------------------------------
+-- Write fence: while it is up, every write of every session that is not
+-- exempt fails with SQLSTATE 25006; reads go on.  Cluster-wide, and kept
+-- across restarts and crashes (file upgrade_assist.fence in the data
+-- directory).  See README, "Write fence".
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION upgrade_assist.fence(
+    reason text DEFAULT 'cutover',
+    drain_timeout interval DEFAULT '5s',
+    auto_unfence_after interval DEFAULT NULL)
+RETURNS TABLE (
+    pid integer,
+    database text,
+    role text,
+    application_name text,
+    outcome text,
+    waited interval)
+AS 'MODULE_PATHNAME', 'fence'
+LANGUAGE C VOLATILE;
+
+COMMENT ON FUNCTION upgrade_assist.fence(text, interval, interval) IS
+    'fence the cluster against writes, drain the write transactions in flight';
+
+CREATE FUNCTION upgrade_assist.unfence()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'unfence'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE FUNCTION upgrade_assist.fence_status(
+    OUT fenced boolean,
+    OUT since timestamptz,
+    OUT reason text,
+    OUT fenced_by text,
+    OUT fenced_by_pid integer,
+    OUT auto_unfence_at timestamptz,
+    OUT drain_state text,
+    OUT drain_finished integer,
+    OUT drain_terminated integer,
+    OUT lifted_at timestamptz,
+    OUT lifted_by text,
+    OUT generation bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'fence_status'
+LANGUAGE C VOLATILE STRICT;
+
+CREATE VIEW upgrade_assist.fence_status AS
+    SELECT * FROM upgrade_assist.fence_status();
+
+REVOKE ALL ON FUNCTION upgrade_assist.fence(text, interval, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.unfence() FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.fence_status() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION upgrade_assist.fence_status() TO pg_monitor;
+GRANT SELECT ON upgrade_assist.fence_status TO pg_monitor;

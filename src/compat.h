@@ -88,4 +88,96 @@
 #define UA_INTERVAL_NOT_FINITE(i) false
 #endif
 
+/*
+ * Write fence (fence.c): executor and utility hook signatures.
+ *
+ * PostgreSQL 14 added readOnlyTree to ProcessUtility_hook.  PostgreSQL 18
+ * dropped execute_once from ExecutorRun_hook (18 betas also made
+ * ExecutorStart_hook return bool; 18.0 reverted that, so it stays void).
+ */
+#if PG_VERSION_NUM >= 140000
+#define UA_PROCESS_UTILITY_ARGS_DECL \
+	PlannedStmt *pstmt, const char *queryString, bool readOnlyTree, \
+	ProcessUtilityContext context, ParamListInfo params, \
+	QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc
+#define UA_PROCESS_UTILITY_ARGS \
+	pstmt, queryString, readOnlyTree, context, params, queryEnv, dest, qc
+#else
+#define UA_PROCESS_UTILITY_ARGS_DECL \
+	PlannedStmt *pstmt, const char *queryString, \
+	ProcessUtilityContext context, ParamListInfo params, \
+	QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc
+#define UA_PROCESS_UTILITY_ARGS \
+	pstmt, queryString, context, params, queryEnv, dest, qc
+#endif
+
+#if PG_VERSION_NUM >= 180000
+#define UA_EXECUTOR_RUN_ARGS_DECL \
+	QueryDesc *queryDesc, ScanDirection direction, uint64 count
+#define UA_EXECUTOR_RUN_ARGS queryDesc, direction, count
+#else
+#define UA_EXECUTOR_RUN_ARGS_DECL \
+	QueryDesc *queryDesc, ScanDirection direction, uint64 count, bool execute_once
+#define UA_EXECUTOR_RUN_ARGS queryDesc, direction, count, execute_once
+#endif
+
+/*
+ * PostgreSQL 16 made the large-object write functions refuse to run in a
+ * read-only transaction; the fence checks them itself before.
+ */
+#if PG_VERSION_NUM >= 160000
+#define UA_LO_CHECKS_READ_ONLY 1
+#else
+#define UA_LO_CHECKS_READ_ONLY 0
+#endif
+
+/*
+ * PostgreSQL 18 replaced pg_attribute_noreturn() by pg_noreturn, written
+ * before the return type.
+ */
+#if PG_VERSION_NUM >= 180000
+#define UA_NORETURN pg_noreturn
+#else
+#define UA_NORETURN pg_attribute_noreturn()
+#endif
+
+/*
+ * PostgreSQL 14 moved the top transaction id from PGXACT into PGPROC.
+ */
+#if PG_VERSION_NUM >= 140000
+#define UA_PROC_XID(proc) ((proc)->xid)
+#else
+#define UA_PROC_XID(proc) (ProcGlobal->allPgXact[(proc)->pgprocno].xid)
+#endif
+
+/*
+ * PostgreSQL 16 renamed the accessor of the local copy of the backend status
+ * array (1-based index in both).
+ */
+#if PG_VERSION_NUM >= 160000
+#define ua_local_beentry(i) pgstat_get_local_beentry_by_index(i)
+#else
+#define ua_local_beentry(i) pgstat_fetch_stat_local_beentry(i)
+#endif
+
+/*
+ * PostgreSQL 16 made get_guc_variables() return its count and exported
+ * find_option(); before, the count came from GetNumConfigOptions().
+ */
+#if PG_VERSION_NUM >= 160000
+#define ua_find_guc(name) find_option((name), false, true, ERROR)
+#elif defined(GUC_TABLES_H)		/* only where guc_tables.h is included */
+static inline struct config_generic *
+ua_find_guc(const char *name)
+{
+	struct config_generic **vars = get_guc_variables();
+	int			n = GetNumConfigOptions();
+
+	for (int i = 0; i < n; i++)
+		if (strcmp(vars[i]->name, name) == 0)
+			return vars[i];
+	return NULL;
+}
+#endif
+
 #endif							/* UA_COMPAT_H */

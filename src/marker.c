@@ -45,6 +45,7 @@
 #include "utils/timestamp.h"
 
 #include "compat.h"
+#include "fence.h"
 #include "upgrade_assist.h"
 
 /* How long one look at the peer may outlast the caller's deadline. */
@@ -243,7 +244,7 @@ ua_insert_marker(const char *kind, const char *note, int64 seq, UaMarker *out)
 	Oid			argtypes[6] = {INT8OID, INT8OID, TEXTOID, TIMESTAMPTZOID, LSNOID, TEXTOID};
 	Datum		values[6];
 	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
-	int			rc;
+	volatile int rc = 0;
 
 	ua_check_kind(kind);
 	if (ua_insert_plan == NULL)
@@ -280,7 +281,17 @@ ua_insert_marker(const char *kind, const char *note, int64 seq, UaMarker *out)
 		nulls[5] = 'n';
 	}
 
-	rc = SPI_execute_plan(ua_insert_plan, values, nulls, false, 0);
+	/* Markers pass the write fence: the cutover's final marker is one. */
+	ua_fence_exempt_begin();
+	PG_TRY();
+	{
+		rc = SPI_execute_plan(ua_insert_plan, values, nulls, false, 0);
+	}
+	PG_FINALLY();
+	{
+		ua_fence_exempt_end();
+	}
+	PG_END_TRY();
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "inserting a marker failed: %s", SPI_result_code_string(rc));
 }

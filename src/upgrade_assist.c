@@ -27,6 +27,7 @@
 #include "utils/timestamp.h"
 
 #include "compat.h"
+#include "fence.h"
 #include "upgrade_assist.h"
 
 PG_MODULE_MAGIC;
@@ -61,6 +62,7 @@ ua_request_shmem(void)
 {
 	RequestAddinShmemSpace(ua_shmem_size());
 	RequestNamedLWLockTranche("upgrade_assist", 1);
+	ua_fence_shmem_request();
 }
 
 #ifdef UA_HAVE_SHMEM_REQUEST_HOOK
@@ -94,6 +96,7 @@ ua_shmem_startup(void)
 		ua_shared->nrequests = UA_MAX_BACKENDS();
 		ua_heartbeat_load(true);
 	}
+	ua_fence_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -132,6 +135,8 @@ _PG_init(void)
 							PGC_SIGHUP, GUC_UNIT_S,
 							NULL, NULL, NULL);
 
+	ua_fence_define_gucs();
+
 	MarkGUCPrefixReserved("upgrade_assist");
 
 	/*
@@ -151,6 +156,7 @@ _PG_init(void)
 	shmem_startup_hook = ua_shmem_startup;
 
 	ua_heartbeat_register_launcher();
+	ua_fence_install_hooks();
 }
 
 /*

@@ -1,0 +1,1566 @@
+/*-------------------------------------------------------------------------
+ *
+ * fence.c
+ *	  The write fence: a cluster-wide switch that makes every write of every
+ *	  session fail with SQLSTATE 25006 while reads go on, drains the write
+ *	  transactions in flight, and survives restarts and crashes.
+ *
+ * Enforcement.  The fence leans on PostgreSQL's own read-only transactions,
+ * which already refuse every kind of write (DML, DDL, nextval/setval,
+ * SELECT FOR UPDATE/SHARE, COPY FROM, large objects) with 25006.  While the
+ * fence is up, every statement of a session that is not exempt gets
+ * XactReadOnly forced on before it runs: the executor hooks (start, run,
+ * finish), the utility hook, and object_access_hook's function-execute event,
+ * which also catches fast-path function calls and PL/pgSQL simple
+ * expressions in a transaction that no hook has seen yet (after COMMIT in a
+ * procedure).  The check hooks of transaction_read_only and
+ * default_transaction_read_only refuse 'off' from SET, BEGIN READ WRITE,
+ * SET SESSION CHARACTERISTICS and set_config() with the same SQLSTATE.
+ * Errors PostgreSQL raises for a forced read-only transaction are rewritten
+ * to name the fence and its reason.
+ *
+ * Exempt: sessions whose session user is listed in
+ * upgrade_assist.fence_exempt_roles, logical replication workers (apply,
+ * table sync, parallel apply), parallel workers (their leader decides), and
+ * the extension's own marker inserts (ua_fence_exempt_begin/end).
+ *
+ * Drain.  A transaction that could already write when the fence went up
+ * must end before fence() returns.  Each backend "arms" its transaction the
+ * first time one of the hooks sees it while unfenced and read-write, by
+ * publishing its pid in armed[its proc number], and disarms at transaction
+ * end.  fence() raises the flag, then reads armed[]; the backend publishes,
+ * then reads the flag; a full barrier on both sides means that one of the two
+ * always sees the other.  An armed transaction that holds an xid, or is
+ * running a statement, is drained: it may go on writing and commit for
+ * drain_timeout, then its backend is terminated.  An armed transaction that
+ * is idle without an xid has written nothing; its next statement is fenced.
+ *
+ * Persistence.  The state lives in shared memory and, while fenced, in the
+ * file upgrade_assist.fence in the data directory, written durably (temp
+ * file, fsync, rename, fsync of the directory) before the flag goes up and
+ * removed before it comes down.  The postmaster reads it when it creates
+ * shared memory, at start and after a crash.
+ *
+ * auto_unfence_after.  The deadline is checked lazily by whoever looks at
+ * the fence: every fenced statement, fence_status, fence() and startup.
+ * The first to see it passed lifts the fence.  No process needs to run for
+ * it, and nobody can observe the fence after its deadline.
+ *
+ * Locking.  UaFenceShared.fenced and .auto_unfence_at are atomics read
+ * without a lock by the hooks; every other field, and every change of those
+ * two, is under UaFenceShared.lock.  armed[i] is written only by the backend
+ * with proc number i.
+ *
+ * IDENTIFICATION
+ *	  src/fence.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include "access/parallel.h"
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/dbcommands.h"
+#include "executor/executor.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "nodes/parsenodes.h"
+#include "pgstat.h"
+#include "replication/logicalworker.h"
+#include "storage/fd.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lmgr.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "storage/shmem.h"
+#include "tcop/cmdtag.h"
+#include "tcop/utility.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/guc_tables.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/tuplestore.h"
+#include "utils/varlena.h"
+#if PG_VERSION_NUM >= 150000
+#include "utils/backend_status.h"
+#endif
+
+#include "compat.h"
+#include "fence.h"
+#include "upgrade_assist.h"
+
+/* The fence file, relative to the data directory. */
+#define UA_FENCE_FILE "upgrade_assist.fence"
+#define UA_FENCE_TMP_FILE "upgrade_assist.fence.tmp"
+
+/* Longest reason accepted, in bytes. */
+#define UA_FENCE_REASON_MAX 512
+
+/* How often the drain looks again at backends it cannot wait for on a lock. */
+#define UA_DRAIN_POLL_MS 10
+
+/* How long terminated backends get to exit before fence() gives up. */
+#define UA_TERMINATE_WAIT_MS 30000
+
+typedef enum UaDrainState
+{
+	UA_DRAIN_NONE = 0,
+	UA_DRAIN_RUNNING,
+	UA_DRAIN_DONE
+} UaDrainState;
+
+typedef struct UaFenceShared
+{
+	LWLock	   *lock;
+	pg_atomic_uint32 fenced;	/* 1 while fenced: the hooks' fast path */
+	pg_atomic_uint64 auto_unfence_at;	/* TimestampTz; 0 for none */
+	/* The rest under lock. */
+	uint64		generation;		/* incremented by every fence() */
+	TimestampTz since;
+	char		reason[UA_FENCE_REASON_MAX + 1];
+	char		fenced_by[NAMEDATALEN];
+	int			fenced_by_pid;
+	UaDrainState drain_state;
+	int			drain_finished;
+	int			drain_terminated;
+	TimestampTz lifted_at;
+	char		lifted_by[NAMEDATALEN + 32];
+	int			nprocs;
+	pg_atomic_uint32 armed[FLEXIBLE_ARRAY_MEMBER];	/* pid, or 0 */
+} UaFenceShared;
+
+/* A backend the drain waits for. */
+typedef struct UaDrainee
+{
+	int			pid;
+	int			procno;
+	TransactionId xid;
+	Oid			dbid;
+	Oid			userid;
+	char		appname[NAMEDATALEN];
+	bool		busy;			/* busy at the latest look */
+	bool		terminated;
+	TimestampTz ended;
+} UaDrainee;
+
+/* GUC */
+static char *ua_fence_exempt_roles = NULL;
+
+/* Shared state; NULL unless preloaded. */
+static UaFenceShared *ua_fence = NULL;
+
+/* Per-transaction state of this backend (reset at transaction end). */
+static bool ua_arm_done = false;	/* arming decided for this transaction */
+static bool ua_published = false;	/* our pid is in armed[] */
+static bool ua_forced_ro = false;	/* we set XactReadOnly */
+static int	ua_role_exempt = -1;	/* cached role exemption, -1 unknown */
+
+/* Depth of ua_fence_exempt_begin() sections. */
+static int	ua_exempt_depth = 0;
+
+/* Previous hooks */
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static ExecutorRun_hook_type prev_ExecutorRun = NULL;
+static ExecutorFinish_hook_type prev_ExecutorFinish = NULL;
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static object_access_hook_type prev_object_access = NULL;
+static GucBoolCheckHook prev_check_xact_ro = NULL;
+static GucBoolCheckHook prev_check_default_ro = NULL;
+
+PG_FUNCTION_INFO_V1(fence);
+PG_FUNCTION_INFO_V1(unfence);
+PG_FUNCTION_INFO_V1(fence_status);
+
+/* Prefix of every fence error message; also how a rewritten one is known. */
+#define UA_FENCE_MSG_PREFIX "write fence is up"
+
+static bool ua_fence_lift(const char *by, int elevel);
+
+
+/* ---------------------------------------------------------------------------
+ * Shared memory and the fence file
+ * ---------------------------------------------------------------------------
+ */
+
+/*
+ * ua_fence_shmem_size
+ *		Bytes of shared memory for the fence.  Valid once MaxBackends is known.
+ */
+static Size
+ua_fence_shmem_size(void)
+{
+	return add_size(offsetof(UaFenceShared, armed),
+					mul_size(UA_MAX_BACKENDS(), sizeof(pg_atomic_uint32)));
+}
+
+/*
+ * ua_fence_shmem_request
+ *		Request the fence's shared memory and lock; called where
+ *		upgrade_assist.c requests its own.
+ */
+void
+ua_fence_shmem_request(void)
+{
+	RequestAddinShmemSpace(ua_fence_shmem_size());
+	RequestNamedLWLockTranche("upgrade_assist fence", 1);
+}
+
+/*
+ * ua_fence_file_write
+ *		Write the fence file durably from the shared state.  Caller holds the
+ *		lock exclusively.  Throws on I/O errors, leaving no file behind that
+ *		was not there before (a stale temp file is harmless).
+ */
+static void
+ua_fence_file_write(void)
+{
+	char	   *text;
+	int			fd;
+	int			len;
+
+	text = psprintf("upgrade_assist fence 1\n"
+					"generation " UINT64_FORMAT "\n"
+					"since " INT64_FORMAT "\n"
+					"auto_unfence_at " INT64_FORMAT "\n"
+					"fenced_by %s\n"
+					"reason %s",
+					ua_fence->generation,
+					(int64) ua_fence->since,
+					(int64) pg_atomic_read_u64(&ua_fence->auto_unfence_at),
+					ua_fence->fenced_by,
+					ua_fence->reason);
+	len = strlen(text);
+
+	fd = OpenTransientFile(UA_FENCE_TMP_FILE, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create file \"%s\": %m", UA_FENCE_TMP_FILE)));
+	errno = 0;
+	if (write(fd, text, len) != len)
+	{
+		if (errno == 0)
+			errno = ENOSPC;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write file \"%s\": %m", UA_FENCE_TMP_FILE)));
+	}
+	if (pg_fsync(fd) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not fsync file \"%s\": %m", UA_FENCE_TMP_FILE)));
+	if (CloseTransientFile(fd) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not close file \"%s\": %m", UA_FENCE_TMP_FILE)));
+	/* fsyncs the file again and the data directory after the rename */
+	(void) durable_rename(UA_FENCE_TMP_FILE, UA_FENCE_FILE, ERROR);
+	pfree(text);
+}
+
+/*
+ * ua_fence_file_load
+ *		In the postmaster (or a single-user backend), when shared memory is
+ *		created: raise the fence again if the file says so.  Never throws: a
+ *		file that cannot be parsed fences the cluster (a fenced cluster must
+ *		never come back writable by accident), with a WARNING.
+ */
+static void
+ua_fence_file_load(void)
+{
+	FILE	   *f;
+	char		line[UA_FENCE_REASON_MAX + 64];
+	bool		header = false;
+	int64		auto_at = 0;
+
+	(void) unlink(UA_FENCE_TMP_FILE);
+	f = AllocateFile(UA_FENCE_FILE, "r");
+	if (f == NULL)
+	{
+		if (errno != ENOENT)
+		{
+			ereport(WARNING,
+					(errcode_for_file_access(),
+					 errmsg("could not read file \"%s\": %m; the cluster stays fenced",
+							UA_FENCE_FILE)));
+			strlcpy(ua_fence->reason, "fence file unreadable", sizeof(ua_fence->reason));
+			ua_fence->since = GetCurrentTimestamp();
+			pg_atomic_write_u32(&ua_fence->fenced, 1);
+		}
+		return;
+	}
+
+	while (fgets(line, sizeof(line), f) != NULL)
+	{
+		char	   *nl;
+
+		if (strncmp(line, "reason ", 7) == 0)
+		{
+			/* The reason runs to the end of the file. */
+			size_t		used = strlcpy(ua_fence->reason, line + 7, sizeof(ua_fence->reason));
+
+			if (used < sizeof(ua_fence->reason) - 1)
+			{
+				size_t		more = fread(ua_fence->reason + used, 1,
+										 sizeof(ua_fence->reason) - 1 - used, f);
+
+				ua_fence->reason[used + more] = '\0';
+			}
+			break;
+		}
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		if (strcmp(line, "upgrade_assist fence 1") == 0)
+			header = true;
+		else if (strncmp(line, "generation ", 11) == 0)
+			ua_fence->generation = (uint64) strtoull(line + 11, NULL, 10);
+		else if (strncmp(line, "since ", 6) == 0)
+			ua_fence->since = (TimestampTz) strtoll(line + 6, NULL, 10);
+		else if (strncmp(line, "auto_unfence_at ", 16) == 0)
+			auto_at = (int64) strtoll(line + 16, NULL, 10);
+		else if (strncmp(line, "fenced_by ", 10) == 0)
+			strlcpy(ua_fence->fenced_by, line + 10, sizeof(ua_fence->fenced_by));
+	}
+	FreeFile(f);
+
+	if (!header)
+	{
+		ereport(WARNING,
+				(errmsg("file \"%s\" is not an upgrade_assist fence file; the cluster stays fenced",
+						UA_FENCE_FILE),
+				 errhint("Call upgrade_assist.unfence() to lift the fence.")));
+		strlcpy(ua_fence->reason, "fence file unreadable", sizeof(ua_fence->reason));
+		ua_fence->since = GetCurrentTimestamp();
+		auto_at = 0;
+	}
+
+	if (auto_at != 0 && auto_at <= GetCurrentTimestamp())
+	{
+		ereport(LOG,
+				(errmsg("upgrade_assist write fence lifted at startup: auto_unfence_after passed")));
+		ua_fence->lifted_at = GetCurrentTimestamp();
+		strlcpy(ua_fence->lifted_by, "auto_unfence_after", sizeof(ua_fence->lifted_by));
+		(void) durable_unlink(UA_FENCE_FILE, LOG);
+		return;
+	}
+
+	ua_fence->drain_state = UA_DRAIN_DONE;
+	pg_atomic_write_u64(&ua_fence->auto_unfence_at, (uint64) auto_at);
+	pg_atomic_write_u32(&ua_fence->fenced, 1);
+	ereport(LOG,
+			(errmsg("upgrade_assist write fence is up (from file \"%s\"): %s",
+					UA_FENCE_FILE, ua_fence->reason)));
+}
+
+/*
+ * ua_fence_shmem_startup
+ *		Attach to (or create, and then load the fence file into) the fence's
+ *		shared state.  Caller holds AddinShmemInitLock.
+ */
+void
+ua_fence_shmem_startup(void)
+{
+	bool		found;
+
+	ua_fence = ShmemInitStruct("upgrade_assist fence", ua_fence_shmem_size(), &found);
+	if (found)
+		return;
+
+	memset(ua_fence, 0, offsetof(UaFenceShared, armed));
+	ua_fence->lock = &(GetNamedLWLockTranche("upgrade_assist fence"))->lock;
+	pg_atomic_init_u32(&ua_fence->fenced, 0);
+	pg_atomic_init_u64(&ua_fence->auto_unfence_at, 0);
+	ua_fence->nprocs = UA_MAX_BACKENDS();
+	for (int i = 0; i < ua_fence->nprocs; i++)
+		pg_atomic_init_u32(&ua_fence->armed[i], 0);
+	ua_fence_file_load();
+}
+
+
+/* ---------------------------------------------------------------------------
+ * Who is fenced
+ * ---------------------------------------------------------------------------
+ */
+
+/*
+ * ua_exempt_role_oids
+ *		OIDs of the roles in upgrade_assist.fence_exempt_roles that exist.
+ *		Unknown names are skipped.  Needs a transaction.
+ */
+static List *
+ua_exempt_role_oids(void)
+{
+	char	   *raw;
+	List	   *names;
+	List	   *oids = NIL;
+	ListCell   *lc;
+
+	if (ua_fence_exempt_roles == NULL || ua_fence_exempt_roles[0] == '\0')
+		return NIL;
+	raw = pstrdup(ua_fence_exempt_roles);
+	if (!SplitIdentifierString(raw, ',', &names))
+		return NIL;				/* the check hook refuses such values */
+	foreach(lc, names)
+	{
+		Oid			roleid = get_role_oid((char *) lfirst(lc), true);
+
+		if (OidIsValid(roleid))
+			oids = lappend_oid(oids, roleid);
+	}
+	return oids;
+}
+
+/*
+ * ua_session_exempt
+ *		Is this session exempt from the fence?  Exempt: the extension's own
+ *		marker inserts, logical replication and parallel workers, and sessions
+ *		whose session user is listed in upgrade_assist.fence_exempt_roles.
+ *		The role answer is cached until the end of the transaction.
+ */
+static bool
+ua_session_exempt(void)
+{
+	if (ua_exempt_depth > 0 || IsLogicalWorker() || IsParallelWorker())
+		return true;
+	if (ua_role_exempt < 0)
+	{
+		if (!IsTransactionState())
+			return false;
+		ua_role_exempt = list_member_oid(ua_exempt_role_oids(), GetSessionUserId()) ? 1 : 0;
+	}
+	return ua_role_exempt == 1;
+}
+
+/*
+ * ua_fence_up
+ *		Is the fence up?  Lifts it first when its auto_unfence_after deadline
+ *		has passed.  Cheap when not fenced: one read of shared memory.
+ */
+static inline bool
+ua_fence_up(void)
+{
+	uint64		auto_at;
+
+	if (ua_fence == NULL || pg_atomic_read_u32(&ua_fence->fenced) == 0)
+		return false;
+	auto_at = pg_atomic_read_u64(&ua_fence->auto_unfence_at);
+	if (auto_at != 0 && (TimestampTz) auto_at <= GetCurrentTimestamp())
+	{
+		(void) ua_fence_lift("auto_unfence_after", LOG);
+		return pg_atomic_read_u32(&ua_fence->fenced) != 0;
+	}
+	return true;
+}
+
+/*
+ * ua_session_fenced
+ *		Must this session's current transaction be read-only now?  True when
+ *		the fence is up, the session is not exempt, and the transaction is not
+ *		one the drain lets finish (it was armed before the fence and has
+ *		written).
+ */
+static bool
+ua_session_fenced(void)
+{
+	if (!ua_fence_up())
+		return false;
+	if (ua_session_exempt())
+		return false;
+	if (ua_published && TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		return false;
+	return true;
+}
+
+/*
+ * ua_arm
+ *		Publish that this transaction may write without seeing the fence
+ *		again, then make the store visible before the caller reads the flag.
+ */
+static void
+ua_arm(void)
+{
+	int			procno = UA_MY_PROCNO;
+
+	ua_arm_done = true;
+	if (IsLogicalWorker() || IsParallelWorker() ||
+		procno < 0 || procno >= ua_fence->nprocs)
+		return;
+	pg_atomic_write_u32(&ua_fence->armed[procno], (uint32) MyProcPid);
+	ua_published = true;
+	pg_memory_barrier();
+}
+
+/*
+ * ua_disarm
+ *		Withdraw this backend's entry in armed[].
+ */
+static void
+ua_disarm(void)
+{
+	if (ua_published)
+	{
+		pg_write_barrier();
+		pg_atomic_write_u32(&ua_fence->armed[UA_MY_PROCNO], 0);
+		ua_published = false;
+	}
+}
+
+/*
+ * ua_fence_check
+ *		The hooks' entry point, before any statement runs.  Arms a read-write
+ *		transaction (when may_arm); when this session is fenced, forces the
+ *		transaction read-only and returns true.
+ */
+static bool
+ua_fence_check(bool may_arm)
+{
+	if (ua_fence == NULL)
+		return false;
+	if (may_arm && !ua_arm_done && !XactReadOnly && ua_exempt_depth == 0)
+		ua_arm();
+	if (likely(pg_atomic_read_u32(&ua_fence->fenced) == 0))
+		return false;
+	if (!ua_session_fenced())
+		return false;
+
+	/* Fenced: this transaction cannot write any more. */
+	ua_disarm();
+	if (!XactReadOnly)
+	{
+		XactReadOnly = true;
+		ua_forced_ro = true;
+	}
+	return true;
+}
+
+/*
+ * ua_fence_detail
+ *		Detail text of fence errors, palloc'd: since when, by whom, why.
+ */
+static char *
+ua_fence_detail(void)
+{
+	char	   *detail;
+
+	LWLockAcquire(ua_fence->lock, LW_SHARED);
+	detail = psprintf("upgrade_assist fenced this cluster at %s (role \"%s\", reason: %s); only reads run until upgrade_assist.unfence().",
+					  timestamptz_to_str(ua_fence->since), ua_fence->fenced_by,
+					  ua_fence->reason);
+	LWLockRelease(ua_fence->lock);
+	return detail;
+}
+
+#define UA_FENCE_HINT "Writes resume here after upgrade_assist.unfence()."
+
+/*
+ * ua_fence_reason_copy
+ *		The reason of the current fence, palloc'd.
+ */
+static char *
+ua_fence_reason_copy(void)
+{
+	char	   *reason;
+
+	LWLockAcquire(ua_fence->lock, LW_SHARED);
+	reason = pstrdup(ua_fence->reason);
+	LWLockRelease(ua_fence->lock);
+	return reason;
+}
+
+/*
+ * ua_rethrow_fenced
+ *		In PG_CATCH of a fenced call: a 25006 error that does not name the
+ *		fence yet is thrown again with the fence's name, reason and detail;
+ *		anything else is re-thrown unchanged.  cxt is the memory context of
+ *		the caller.  Does not return.
+ */
+static UA_NORETURN void
+ua_rethrow_fenced(MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	if (edata->sqlerrcode != ERRCODE_READ_ONLY_SQL_TRANSACTION ||
+		edata->message == NULL ||
+		strncmp(edata->message, UA_FENCE_MSG_PREFIX, strlen(UA_FENCE_MSG_PREFIX)) == 0)
+		PG_RE_THROW();
+	FlushErrorState();
+
+	edata->message = psprintf(UA_FENCE_MSG_PREFIX " (%s): %s",
+							  ua_fence_reason_copy(), edata->message);
+	edata->detail = ua_fence_detail();
+	edata->hint = pstrdup(UA_FENCE_HINT);
+	ReThrowError(edata);
+}
+
+/* Run call; if this session is fenced, with fence errors rewritten. */
+#define UA_FENCED_CALL(fenced, call) \
+	do { \
+		if (!(fenced)) \
+		{ \
+			call; \
+		} \
+		else \
+		{ \
+			MemoryContext ua_cxt_ = CurrentMemoryContext; \
+			PG_TRY(); \
+			{ \
+				call; \
+			} \
+			PG_CATCH(); \
+			{ \
+				ua_rethrow_fenced(ua_cxt_); \
+			} \
+			PG_END_TRY(); \
+		} \
+	} while (0)
+
+/*
+ * ua_plan_writes
+ *		Does the plan write (or lock rows of) a relation that is not
+ *		temporary?  Used where PostgreSQL's own read-only check has already
+ *		run: a portal started before the fence and run after it.
+ */
+static bool
+ua_plan_writes(PlannedStmt *pstmt)
+{
+	ListCell   *lc;
+
+	if (pstmt == NULL)
+		return false;
+	foreach(lc, pstmt->rtable)
+	{
+		RangeTblEntry *rte = lfirst_node(RangeTblEntry, lc);
+
+		if (rte->rtekind == RTE_RELATION && rte->rellockmode > AccessShareLock &&
+			get_rel_persistence(rte->relid) != RELPERSISTENCE_TEMP)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * ua_refuse_plan
+ *		Throw the fence's error for a planned statement that writes.
+ */
+static void
+ua_refuse_plan(QueryDesc *queryDesc)
+{
+	if (!ua_plan_writes(queryDesc->plannedstmt))
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+			 errmsg(UA_FENCE_MSG_PREFIX " (%s): cannot execute %s in a read-only transaction",
+					ua_fence_reason_copy(),
+					GetCommandTagName(CreateCommandTag((Node *) queryDesc->plannedstmt))),
+			 errdetail_internal("%s", ua_fence_detail()),
+			 errhint(UA_FENCE_HINT)));
+}
+
+
+/* ---------------------------------------------------------------------------
+ * Hooks
+ * ---------------------------------------------------------------------------
+ */
+
+static void
+ua_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	bool		fenced = ua_fence_check(true);
+
+	if (fenced)
+		ua_refuse_plan(queryDesc);
+	UA_FENCED_CALL(fenced,
+				   if (prev_ExecutorStart)
+				   prev_ExecutorStart(queryDesc, eflags);
+				   else
+				   standard_ExecutorStart(queryDesc, eflags));
+}
+
+static void
+ua_ExecutorRun(UA_EXECUTOR_RUN_ARGS_DECL)
+{
+	bool		fenced = ua_fence_check(true);
+
+	/* A portal started before the fence went up. */
+	if (fenced)
+		ua_refuse_plan(queryDesc);
+	UA_FENCED_CALL(fenced,
+				   if (prev_ExecutorRun)
+				   prev_ExecutorRun(UA_EXECUTOR_RUN_ARGS);
+				   else
+				   standard_ExecutorRun(UA_EXECUTOR_RUN_ARGS));
+}
+
+static void
+ua_ExecutorFinish(QueryDesc *queryDesc)
+{
+	bool		fenced = ua_fence_check(true);
+
+	if (fenced)
+		ua_refuse_plan(queryDesc);
+	UA_FENCED_CALL(fenced,
+				   if (prev_ExecutorFinish)
+				   prev_ExecutorFinish(queryDesc);
+				   else
+				   standard_ExecutorFinish(queryDesc));
+}
+
+static void
+ua_ProcessUtility(UA_PROCESS_UTILITY_ARGS_DECL)
+{
+	Node	   *stmt = pstmt->utilityStmt;
+	bool		fenced;
+
+	/*
+	 * Transaction control and SET cannot write, and must not arm: BEGIN
+	 * READ ONLY and SET TRANSACTION READ ONLY come before the transaction's
+	 * read-only mode is known.
+	 */
+	fenced = ua_fence_check(!IsA(stmt, TransactionStmt) &&
+							!IsA(stmt, VariableSetStmt) &&
+							!IsA(stmt, VariableShowStmt));
+	UA_FENCED_CALL(fenced,
+				   if (prev_ProcessUtility)
+				   prev_ProcessUtility(UA_PROCESS_UTILITY_ARGS);
+				   else
+				   standard_ProcessUtility(UA_PROCESS_UTILITY_ARGS));
+}
+
+/*
+ * ua_refuse_large_object_write
+ *		Before PostgreSQL 16 the large-object functions wrote in read-only
+ *		transactions; refuse them by name while fenced.
+ */
+static void
+ua_refuse_large_object_write(Oid funcid)
+{
+#if !UA_LO_CHECKS_READ_ONLY
+	static const char *const writers[] = {
+		"lo_creat", "lo_create", "lo_import", "lo_unlink", "lowrite", "lo_put",
+		"lo_from_bytea", "lo_truncate", "lo_truncate64"
+	};
+	char	   *name;
+
+	if (get_func_namespace(funcid) != PG_CATALOG_NAMESPACE)
+		return;
+	name = get_func_name(funcid);
+	for (int i = 0; name && i < lengthof(writers); i++)
+		if (strcmp(name, writers[i]) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+					 errmsg(UA_FENCE_MSG_PREFIX " (%s): cannot execute %s() in a read-only transaction",
+							ua_fence_reason_copy(), name),
+					 errdetail_internal("%s", ua_fence_detail()),
+					 errhint(UA_FENCE_HINT)));
+#endif
+}
+
+/*
+ * ua_object_access
+ *		Function-execute events reach fast-path calls and expressions that
+ *		are compiled outside the executor hooks.
+ */
+static void
+ua_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+				 int subId, void *arg)
+{
+	if (prev_object_access)
+		prev_object_access(access, classId, objectId, subId, arg);
+	if (access == OAT_FUNCTION_EXECUTE && ua_fence_check(true))
+		ua_refuse_large_object_write(objectId);
+}
+
+/*
+ * ua_check_read_only_off
+ *		Shared part of the two check hooks: refuse turning read-only off in a
+ *		fenced session.  Only values set from SQL (source PGC_S_SESSION: SET,
+ *		SET LOCAL, BEGIN READ WRITE, SET SESSION CHARACTERISTICS, set_config)
+ *		are refused; settings from files, roles or the connection are left
+ *		alone (new connections must keep working) and are overridden per
+ *		transaction by the hooks anyway.
+ */
+static bool
+ua_check_read_only_off(bool newval, const char *name)
+{
+	if (newval || ua_fence == NULL || InitializingParallelWorker ||
+		!IsTransactionState() || !ua_session_fenced())
+		return true;
+	GUC_check_errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION);
+	GUC_check_errmsg(UA_FENCE_MSG_PREFIX " (%s): cannot set \"%s\" to off",
+					 ua_fence_reason_copy(), name);
+	GUC_check_errdetail("%s", ua_fence_detail());
+	GUC_check_errhint(UA_FENCE_HINT);
+	return false;
+}
+
+static bool
+ua_check_transaction_read_only(bool *newval, void **extra, GucSource source)
+{
+	if (source == PGC_S_SESSION &&
+		!ua_check_read_only_off(*newval, "transaction_read_only"))
+		return false;
+	return prev_check_xact_ro ? prev_check_xact_ro(newval, extra, source) : true;
+}
+
+static bool
+ua_check_default_transaction_read_only(bool *newval, void **extra, GucSource source)
+{
+	if (source == PGC_S_SESSION &&
+		!ua_check_read_only_off(*newval, "default_transaction_read_only"))
+		return false;
+	return prev_check_default_ro ? prev_check_default_ro(newval, extra, source) : true;
+}
+
+/*
+ * ua_fence_xact_callback
+ *		At transaction end: disarm and forget the per-transaction state.
+ *		Runs after the transaction left the proc array, so the drain never
+ *		sees an ended transaction as disarmed-but-running.
+ */
+static void
+ua_fence_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_COMMIT:
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PREPARE:
+		case XACT_EVENT_PARALLEL_COMMIT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			ua_disarm();
+			ua_arm_done = false;
+			ua_forced_ro = false;
+			ua_role_exempt = -1;
+			if (event == XACT_EVENT_ABORT)
+				ua_exempt_depth = 0;
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * ua_check_exempt_roles
+ *		Check hook of upgrade_assist.fence_exempt_roles: a list of role names.
+ */
+static bool
+ua_check_exempt_roles(char **newval, void **extra, GucSource source)
+{
+	char	   *raw = pstrdup(*newval);
+	List	   *names;
+	bool		ok = SplitIdentifierString(raw, ',', &names);
+
+	if (!ok)
+		GUC_check_errdetail("List syntax is invalid.");
+	list_free(names);
+	pfree(raw);
+	return ok;
+}
+
+/*
+ * ua_fence_assign_exempt_roles
+ *		Forget the cached role exemption when the list changes.
+ */
+static void
+ua_assign_exempt_roles(const char *newval, void *extra)
+{
+	ua_role_exempt = -1;
+}
+
+/*
+ * ua_fence_define_gucs
+ *		Define the fence's settings (always, also when not preloaded).
+ */
+void
+ua_fence_define_gucs(void)
+{
+	DefineCustomStringVariable("upgrade_assist.fence_exempt_roles",
+							   "Roles whose sessions may write while the cluster is fenced.",
+							   "Comma-separated role names; a session is exempt when its session user is listed.",
+							   &ua_fence_exempt_roles,
+							   "",
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   ua_check_exempt_roles, ua_assign_exempt_roles, NULL);
+}
+
+/*
+ * ua_wrap_check_hook
+ *		Put hook in front of the check hook of a built-in boolean setting,
+ *		returning the one it replaces.
+ */
+static GucBoolCheckHook
+ua_wrap_check_hook(const char *name, GucBoolCheckHook hook)
+{
+	struct config_generic *gen = ua_find_guc(name);
+	struct config_bool *conf;
+	GucBoolCheckHook prev;
+
+	if (gen == NULL || gen->vartype != PGC_BOOL)
+		elog(ERROR, "upgrade_assist: setting \"%s\" not found", name);
+	conf = (struct config_bool *) gen;
+	prev = conf->check_hook;
+	conf->check_hook = hook;
+	return prev;
+}
+
+/*
+ * ua_fence_install_hooks
+ *		Install the enforcement hooks; _PG_init, preloaded only.
+ */
+void
+ua_fence_install_hooks(void)
+{
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = ua_ExecutorStart;
+	prev_ExecutorRun = ExecutorRun_hook;
+	ExecutorRun_hook = ua_ExecutorRun;
+	prev_ExecutorFinish = ExecutorFinish_hook;
+	ExecutorFinish_hook = ua_ExecutorFinish;
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = ua_ProcessUtility;
+	prev_object_access = object_access_hook;
+	object_access_hook = ua_object_access;
+
+	prev_check_xact_ro = ua_wrap_check_hook("transaction_read_only",
+											ua_check_transaction_read_only);
+	prev_check_default_ro = ua_wrap_check_hook("default_transaction_read_only",
+											   ua_check_default_transaction_read_only);
+	RegisterXactCallback(ua_fence_xact_callback, NULL);
+}
+
+/*
+ * ua_fence_exempt_begin
+ *		Start a section whose writes the fence lets through: the extension's
+ *		own marker inserts.  Undoes a read-only mode the fence forced (not
+ *		one the transaction asked for).  Pair with ua_fence_exempt_end(), also
+ *		on error (PG_FINALLY); an abort resets the depth as well.
+ */
+void
+ua_fence_exempt_begin(void)
+{
+	ua_exempt_depth++;
+	if (ua_forced_ro)
+		XactReadOnly = false;
+}
+
+/*
+ * ua_fence_exempt_end
+ *		End a section started by ua_fence_exempt_begin().
+ */
+void
+ua_fence_exempt_end(void)
+{
+	if (ua_exempt_depth > 0)
+		ua_exempt_depth--;
+	if (ua_exempt_depth == 0 && ua_forced_ro)
+		XactReadOnly = true;
+}
+
+/*
+ * ua_fence_is_up
+ *		Is the cluster fenced now?  For other files (the cutover).
+ */
+bool
+ua_fence_is_up(void)
+{
+	return ua_fence_up();
+}
+
+
+/* ---------------------------------------------------------------------------
+ * Raising and lifting
+ * ---------------------------------------------------------------------------
+ */
+
+/*
+ * ua_fence_raise
+ *		Raise the fence: write the file, then set the flag.  Throws 55000
+ *		when the cluster is fenced already, or on I/O errors (then nothing
+ *		changed).
+ */
+static void
+ua_fence_raise(const char *reason, TimestampTz auto_at)
+{
+	const char *me = GetUserNameFromId(GetUserId(), false);
+
+	LWLockAcquire(ua_fence->lock, LW_EXCLUSIVE);
+	if (pg_atomic_read_u32(&ua_fence->fenced) != 0)
+	{
+		char	   *since = pstrdup(timestamptz_to_str(ua_fence->since));
+		char	   *old = pstrdup(ua_fence->reason);
+
+		LWLockRelease(ua_fence->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the cluster is already fenced"),
+				 errdetail("Fenced since %s, reason: %s.", since, old)));
+	}
+	ua_fence->generation++;
+	ua_fence->since = GetCurrentTimestamp();
+	strlcpy(ua_fence->reason, reason, sizeof(ua_fence->reason));
+	strlcpy(ua_fence->fenced_by, me, sizeof(ua_fence->fenced_by));
+	ua_fence->fenced_by_pid = MyProcPid;
+	pg_atomic_write_u64(&ua_fence->auto_unfence_at, (uint64) auto_at);
+	ua_fence_file_write();		/* on error the flag stays down */
+
+	ua_fence->drain_state = UA_DRAIN_RUNNING;
+	ua_fence->drain_finished = 0;
+	ua_fence->drain_terminated = 0;
+	ua_fence->lifted_at = 0;
+	ua_fence->lifted_by[0] = '\0';
+	pg_atomic_write_u32(&ua_fence->fenced, 1);
+	LWLockRelease(ua_fence->lock);
+
+	/* Pairs with the barrier in ua_arm(). */
+	pg_memory_barrier();
+	ereport(LOG,
+			(errmsg("upgrade_assist write fence raised by role \"%s\": %s", me, reason)));
+}
+
+/*
+ * ua_fence_lift
+ *		Lift the fence: remove the file, then clear the flag.  by says who
+ *		(a role name, or "auto_unfence_after").  Returns false when there was
+ *		no fence.  With elevel ERROR, a file that cannot be removed keeps the
+ *		fence up and throws; with LOG, the fence is lifted anyway (used where
+ *		the deadline has passed, which a restart also honours).
+ */
+static bool
+ua_fence_lift(const char *by, int elevel)
+{
+	LWLockAcquire(ua_fence->lock, LW_EXCLUSIVE);
+	if (pg_atomic_read_u32(&ua_fence->fenced) == 0)
+	{
+		LWLockRelease(ua_fence->lock);
+		return false;
+	}
+	if (unlink(UA_FENCE_FILE) != 0 && errno != ENOENT)
+		ereport(elevel,
+				(errcode_for_file_access(),
+				 errmsg("could not remove file \"%s\": %m", UA_FENCE_FILE)));
+	else
+		fsync_fname(".", true);
+	pg_atomic_write_u32(&ua_fence->fenced, 0);
+	pg_atomic_write_u64(&ua_fence->auto_unfence_at, 0);
+	ua_fence->lifted_at = GetCurrentTimestamp();
+	strlcpy(ua_fence->lifted_by, by, sizeof(ua_fence->lifted_by));
+	if (ua_fence->drain_state == UA_DRAIN_RUNNING)
+		ua_fence->drain_state = UA_DRAIN_NONE;
+	LWLockRelease(ua_fence->lock);
+	ereport(LOG,
+			(errmsg("upgrade_assist write fence lifted by %s", by)));
+	return true;
+}
+
+
+/* ---------------------------------------------------------------------------
+ * Drain
+ * ---------------------------------------------------------------------------
+ */
+
+/*
+ * ua_prepared_xacts
+ *		Names of the prepared transactions of the cluster, as a detail text,
+ *		or NULL when there are none.
+ */
+static char *
+ua_prepared_xacts(void)
+{
+	StringInfoData buf;
+	int			rc;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	rc = SPI_execute("SELECT pg_catalog.quote_literal(gid) || ' in database ' ||"
+					 " pg_catalog.quote_ident(database::text)"
+					 " FROM pg_catalog.pg_prepared_xacts ORDER BY prepared",
+					 true, 0);
+	if (rc != SPI_OK_SELECT)
+		elog(ERROR, "reading pg_prepared_xacts failed: %s", SPI_result_code_string(rc));
+	if (SPI_processed == 0)
+	{
+		SPI_finish();
+		return NULL;
+	}
+	initStringInfo(&buf);
+	for (uint64 i = 0; i < SPI_processed; i++)
+		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
+						 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
+	SPI_finish();
+	return buf.data;
+}
+
+/*
+ * ua_drain_scan
+ *		One look at the armed backends: adds the busy ones not seen before to
+ *		*list and sets busy on every entry.  Returns how many are busy.
+ *		exempt: role OIDs whose sessions are skipped.
+ */
+static int
+ua_drain_scan(List **list, List *exempt)
+{
+	int			nbusy = 0;
+	int			nbe;
+	ListCell   *lc;
+
+	foreach(lc, *list)
+		((UaDrainee *) lfirst(lc))->busy = false;
+
+	/* Fresh copy of the backend status array. */
+	pgstat_clear_snapshot();
+	nbe = pgstat_fetch_stat_numbackends();
+
+	for (int procno = 0; procno < ua_fence->nprocs; procno++)
+	{
+		int			pid = (int) pg_atomic_read_u32(&ua_fence->armed[procno]);
+		PGPROC	   *proc;
+		TransactionId xid;
+		PgBackendStatus *be = NULL;
+		bool		running;
+		UaDrainee  *d = NULL;
+
+		if (pid == 0 || pid == MyProcPid)
+			continue;
+		proc = &ProcGlobal->allProcs[procno];
+		if (proc->pid != pid || BackendPidGetProc(pid) == NULL)
+			continue;			/* left behind by a backend that is gone */
+		xid = UA_PROC_XID(proc);
+
+		for (int i = 1; i <= nbe; i++)
+		{
+			LocalPgBackendStatus *local = ua_local_beentry(i);
+
+			if (local && local->backendStatus.st_procpid == pid)
+			{
+				be = &local->backendStatus;
+				break;
+			}
+		}
+		if (be && list_member_oid(exempt, be->st_userid))
+			continue;
+
+		/*
+		 * Idle in a transaction without an xid: nothing written, and the next
+		 * statement is fenced.  Without track_activities (state unknown) the
+		 * backend counts as running.
+		 */
+		running = be == NULL ||
+			(be->st_state != STATE_IDLE &&
+			 be->st_state != STATE_IDLEINTRANSACTION &&
+			 be->st_state != STATE_IDLEINTRANSACTION_ABORTED);
+		if (!TransactionIdIsValid(xid) && !running)
+			continue;
+
+		foreach(lc, *list)
+		{
+			UaDrainee  *e = lfirst(lc);
+
+			if (e->pid == pid)
+				d = e;
+		}
+		if (d == NULL)
+		{
+			d = palloc0(sizeof(UaDrainee));
+			d->pid = pid;
+			d->procno = procno;
+			if (be)
+			{
+				d->dbid = be->st_databaseid;
+				d->userid = be->st_userid;
+				strlcpy(d->appname, be->st_appname, sizeof(d->appname));
+			}
+			*list = lappend(*list, d);
+		}
+		d->xid = xid;
+		d->busy = true;
+		d->ended = 0;
+		nbusy++;
+	}
+	return nbusy;
+}
+
+/*
+ * ua_wait_for_xid
+ *		Wait until transaction xid ends, at most timeout_ms, as a lock wait
+ *		(visible in pg_locks).  Returns at the timeout or on a deadlock with
+ *		the waiter; throws on cancel.
+ */
+static void
+ua_wait_for_xid(TransactionId xid, long timeout_ms)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	char		buf[32];
+
+	snprintf(buf, sizeof(buf), "%ld", Max(1, Min(timeout_ms, (long) INT_MAX)));
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		(void) set_config_option("lock_timeout", buf, PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_LOCAL, true, ERROR, false);
+		XactLockTableWait(xid, NULL, NULL, XLTW_None);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE &&
+			edata->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+}
+
+/*
+ * ua_drain
+ *		Wait until no armed, non-exempt backend is busy (holds an xid or runs
+ *		a statement), at most drain_ms; then terminate the rest and wait
+ *		until they are gone.  Returns the list of UaDrainee seen busy.
+ *		Throws 57014 on cancel, and 57P01-like failure (55000) when a
+ *		terminated backend does not exit.
+ */
+static List *
+ua_drain(int64 drain_ms)
+{
+	List	   *list = NIL;
+	List	   *exempt = ua_exempt_role_oids();
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), drain_ms);
+	ListCell   *lc;
+
+	for (;;)
+	{
+		int			nbusy = ua_drain_scan(&list, exempt);
+		TimestampTz now = GetCurrentTimestamp();
+		UaDrainee  *wait_on = NULL;
+
+		foreach(lc, list)
+		{
+			UaDrainee  *d = lfirst(lc);
+
+			if (!d->busy && d->ended == 0)
+				d->ended = now;
+			if (d->busy && wait_on == NULL && TransactionIdIsValid(d->xid))
+				wait_on = d;
+		}
+		if (nbusy == 0 || now >= deadline)
+			break;
+
+		if (wait_on)
+			ua_wait_for_xid(wait_on->xid, ua_ms_until(deadline));
+		else
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 Min(UA_DRAIN_POLL_MS, ua_ms_until(deadline)),
+							 PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	/* Out of time: terminate, as pg_terminate_backend does. */
+	foreach(lc, list)
+	{
+		UaDrainee  *d = lfirst(lc);
+
+		if (!d->busy)
+			continue;
+		if (kill(d->pid, SIGTERM) != 0 && errno != ESRCH)
+			ereport(WARNING,
+					(errmsg("could not send signal to process %d: %m", d->pid)));
+		d->terminated = true;
+	}
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), UA_TERMINATE_WAIT_MS);
+	for (;;)
+	{
+		UaDrainee  *left = NULL;
+
+		foreach(lc, list)
+		{
+			UaDrainee  *d = lfirst(lc);
+
+			if (d->terminated && d->ended == 0)
+			{
+				if (BackendPidGetProc(d->pid) == NULL)
+					d->ended = GetCurrentTimestamp();
+				else if (left == NULL)
+					left = d;
+			}
+		}
+		if (left == NULL)
+			break;
+		if (GetCurrentTimestamp() >= deadline)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("backend %d did not exit within %d s after it was terminated by the fence's drain",
+							left->pid, UA_TERMINATE_WAIT_MS / 1000)));
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 UA_DRAIN_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	return list;
+}
+
+
+/* ---------------------------------------------------------------------------
+ * SQL functions
+ * ---------------------------------------------------------------------------
+ */
+
+/*
+ * ua_materialize_srf
+ *		Set up fcinfo's ReturnSetInfo for a materialized result; returns the
+ *		tuplestore and sets *tupdesc.
+ */
+static Tuplestorestate *
+ua_materialize_srf(FunctionCallInfo fcinfo, TupleDesc *tupdesc)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext old;
+	Tuplestorestate *store;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		!(rsinfo->allowedModes & SFRM_Materialize))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	if (get_call_result_type(fcinfo, NULL, tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	*tupdesc = CreateTupleDescCopy(*tupdesc);
+	store = tuplestore_begin_heap(true, false, work_mem);
+	MemoryContextSwitchTo(old);
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = store;
+	rsinfo->setDesc = *tupdesc;
+	return store;
+}
+
+/*
+ * fence(reason text, drain_timeout interval, auto_unfence_after interval)
+ *		returns setof (pid, database, role, application_name, outcome, waited)
+ *
+ *		Raise the fence and drain.  Throws 55000 when fenced already or when
+ *		prepared transactions exist (then the fence is lifted again), 25001
+ *		when the caller's own transaction has written, 22004/22023 on bad
+ *		arguments.  Any failure after the fence went up lifts it again.
+ */
+Datum
+fence(PG_FUNCTION_ARGS)
+{
+	char	   *reason;
+	int64		drain_ms;
+	TimestampTz auto_at = 0;
+	TimestampTz started;
+	char	   *prepared;
+	List	   *volatile drained = NIL;
+	int			nfinished;
+	int			nterminated;
+	TupleDesc	tupdesc;
+	Tuplestorestate *store;
+	ListCell   *lc;
+
+	ua_require_shared();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("reason must not be null")));
+	reason = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (reason[0] == '\0' || strlen(reason) > UA_FENCE_REASON_MAX)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("reason must be 1 to %d bytes long", UA_FENCE_REASON_MAX)));
+	drain_ms = ua_interval_to_ms(PG_ARGISNULL(1) ? NULL : PG_GETARG_INTERVAL_P(1),
+								 "drain_timeout");
+	if (!PG_ARGISNULL(2))
+	{
+		int64		auto_ms = ua_interval_to_ms(PG_GETARG_INTERVAL_P(2), "auto_unfence_after");
+
+		if (auto_ms <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("auto_unfence_after must be positive")));
+		auto_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), auto_ms);
+	}
+
+	if (TransactionIdIsValid(GetTopTransactionIdIfAny()) && !ua_session_exempt())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("cannot raise the write fence in a transaction that has written"),
+				 errhint("Call fence() in its own transaction.")));
+
+	store = ua_materialize_srf(fcinfo, &tupdesc);
+
+	/* The deadline of an earlier fence may have passed. */
+	(void) ua_fence_up();
+
+	prepared = ua_prepared_xacts();
+	if (prepared)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot fence while prepared transactions exist"),
+				 errdetail("Prepared transactions: %s.", prepared),
+				 errhint("COMMIT PREPARED or ROLLBACK PREPARED them first.")));
+
+	ua_fence_raise(reason, auto_at);
+	started = GetCurrentTimestamp();
+
+	PG_TRY();
+	{
+		drained = ua_drain(drain_ms);
+		/* A drained transaction may have prepared itself instead of ending. */
+		prepared = ua_prepared_xacts();
+		if (prepared)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("cannot fence while prepared transactions exist"),
+					 errdetail("Prepared during the drain: %s.", prepared),
+					 errhint("COMMIT PREPARED or ROLLBACK PREPARED them, then fence again.")));
+	}
+	PG_CATCH();
+	{
+		/* fence() failed: it must not leave the fence behind. */
+		(void) ua_fence_lift("failed fence()", LOG);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	nfinished = nterminated = 0;
+	foreach(lc, drained)
+	{
+		UaDrainee  *d = lfirst(lc);
+		Datum		values[6];
+		bool		nulls[6] = {false};
+		char	   *dbname = OidIsValid(d->dbid) ? get_database_name(d->dbid) : NULL;
+		char	   *rolname = OidIsValid(d->userid) ? GetUserNameFromId(d->userid, true) : NULL;
+
+		if (d->terminated)
+			nterminated++;
+		else
+			nfinished++;
+		values[0] = Int32GetDatum(d->pid);
+		if (dbname)
+			values[1] = CStringGetTextDatum(dbname);
+		else
+			nulls[1] = true;
+		if (rolname)
+			values[2] = CStringGetTextDatum(rolname);
+		else
+			nulls[2] = true;
+		values[3] = CStringGetTextDatum(d->appname);
+		values[4] = CStringGetTextDatum(d->terminated ? "terminated" : "finished");
+		values[5] = DirectFunctionCall2(timestamp_mi,
+										TimestampTzGetDatum(d->ended),
+										TimestampTzGetDatum(started));
+		tuplestore_putvalues(store, tupdesc, values, nulls);
+	}
+
+	LWLockAcquire(ua_fence->lock, LW_EXCLUSIVE);
+	if (ua_fence->drain_state == UA_DRAIN_RUNNING)
+	{
+		ua_fence->drain_state = UA_DRAIN_DONE;
+		ua_fence->drain_finished = nfinished;
+		ua_fence->drain_terminated = nterminated;
+	}
+	LWLockRelease(ua_fence->lock);
+
+	return (Datum) 0;
+}
+
+/*
+ * unfence() returns boolean
+ *		Lift the fence; false when there was none.  Throws when the fence
+ *		file cannot be removed (the fence then stays up).
+ */
+Datum
+unfence(PG_FUNCTION_ARGS)
+{
+	ua_require_shared();
+	PG_RETURN_BOOL(ua_fence_lift(GetUserNameFromId(GetUserId(), false), ERROR));
+}
+
+/*
+ * fence_status() returns one row describing the fence; the view
+ * upgrade_assist.fence_status selects from it.
+ */
+Datum
+fence_status(PG_FUNCTION_ARGS)
+{
+	TupleDesc	tupdesc;
+	Tuplestorestate *store;
+	Datum		values[12];
+	bool		nulls[12] = {false};
+	bool		fenced;
+	TimestampTz auto_at;
+
+	ua_require_shared();
+	store = ua_materialize_srf(fcinfo, &tupdesc);
+	(void) ua_fence_up();		/* lifts it when its deadline passed */
+
+	LWLockAcquire(ua_fence->lock, LW_SHARED);
+	fenced = pg_atomic_read_u32(&ua_fence->fenced) != 0;
+	auto_at = (TimestampTz) pg_atomic_read_u64(&ua_fence->auto_unfence_at);
+	values[0] = BoolGetDatum(fenced);
+	nulls[1] = ua_fence->since == 0;
+	values[1] = TimestampTzGetDatum(ua_fence->since);
+	nulls[2] = ua_fence->since == 0;
+	values[2] = CStringGetTextDatum(ua_fence->reason);
+	nulls[3] = ua_fence->fenced_by[0] == '\0';
+	values[3] = CStringGetTextDatum(ua_fence->fenced_by);
+	nulls[4] = ua_fence->fenced_by_pid == 0;
+	values[4] = Int32GetDatum(ua_fence->fenced_by_pid);
+	nulls[5] = !fenced || auto_at == 0;
+	values[5] = TimestampTzGetDatum(auto_at);
+	switch (ua_fence->drain_state)
+	{
+		case UA_DRAIN_RUNNING:
+			values[6] = CStringGetTextDatum("draining");
+			break;
+		case UA_DRAIN_DONE:
+			values[6] = CStringGetTextDatum("done");
+			break;
+		default:
+			nulls[6] = true;
+	}
+	nulls[7] = nulls[8] = ua_fence->drain_state != UA_DRAIN_DONE;
+	values[7] = Int32GetDatum(ua_fence->drain_finished);
+	values[8] = Int32GetDatum(ua_fence->drain_terminated);
+	nulls[9] = ua_fence->lifted_at == 0;
+	values[9] = TimestampTzGetDatum(ua_fence->lifted_at);
+	nulls[10] = ua_fence->lifted_by[0] == '\0';
+	values[10] = CStringGetTextDatum(ua_fence->lifted_by);
+	values[11] = Int64GetDatum((int64) ua_fence->generation);
+	LWLockRelease(ua_fence->lock);
+
+	tuplestore_putvalues(store, tupdesc, values, nulls);
+	return (Datum) 0;
+}
