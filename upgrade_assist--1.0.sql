@@ -73,3 +73,50 @@ REVOKE ALL ON FUNCTION upgrade_assist.round_trip(text, interval) FROM PUBLIC;
 
 GRANT USAGE ON SCHEMA upgrade_assist TO pg_monitor;
 GRANT SELECT ON upgrade_assist.marker TO pg_monitor;
+
+-- ---------------------------------------------------------------------------
+-- Sequences (run on the new side): logical replication carries row values,
+-- not sequence counters.  sequence_plan shows, for every sequence of the
+-- database, where sync_sequences would move it; sync_sequences moves them
+-- all in the caller's transaction (ALTER SEQUENCE ... RESTART, so all or
+-- nothing).  new_value is what the next nextval() returns.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION upgrade_assist.sequence_plan(
+    source text DEFAULT NULL,
+    margin bigint DEFAULT 0,
+    OUT sequence regclass,
+    OUT columns text[],
+    OUT current_value bigint,
+    OUT current_is_called boolean,
+    OUT source_value bigint,
+    OUT source_is_called boolean,
+    OUT column_extreme bigint,
+    OUT new_value bigint,
+    OUT action text,
+    OUT detail text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'sequence_plan'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION upgrade_assist.sync_sequences(
+    source text DEFAULT NULL,
+    margin bigint DEFAULT 0,
+    OUT sequence regclass,
+    OUT columns text[],
+    OUT current_value bigint,
+    OUT current_is_called boolean,
+    OUT source_value bigint,
+    OUT source_is_called boolean,
+    OUT column_extreme bigint,
+    OUT new_value bigint,
+    OUT action text,
+    OUT detail text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'sync_sequences'
+LANGUAGE C VOLATILE;
+
+-- sync_sequences changes state; sequence_plan reads every table and may
+-- talk to a peer.  Neither is open to PUBLIC.
+REVOKE ALL ON FUNCTION upgrade_assist.sequence_plan(text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.sync_sequences(text, bigint) FROM PUBLIC;

@@ -88,4 +88,13 @@
 #define UA_INTERVAL_NOT_FINITE(i) false
 #endif
 
+/*
+ * PostgreSQL 14 named the fmgroids.h macros after the functions' SQL names:
+ * F_NEXTVAL_OID became F_NEXTVAL.
+ */
+#if PG_VERSION_NUM < 140000
+#include "utils/fmgroids.h"
+#define F_NEXTVAL F_NEXTVAL_OID
+#endif
+
 #endif							/* UA_COMPAT_H */
