@@ -68,7 +68,7 @@ CREATE TABLE t_uncalled (id serial PRIMARY KEY);
 INSERT INTO t_uncalled VALUES (19);
 SELECT setval('t_uncalled_id_seq', 20, false);
 
--- CYCLE without a source: like any other sequence.
+-- CYCLE without a source: its columns do not tell its position; it stays.
 CREATE SEQUENCE cycle_seq MINVALUE 1 MAXVALUE 50 CYCLE;
 CREATE TABLE t_cycle (id int DEFAULT nextval('cycle_seq'));
 INSERT INTO t_cycle VALUES (45);

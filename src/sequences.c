@@ -738,8 +738,10 @@ ua_overflow(UaSeq *s, char *reason)
  *
  * The new position is the furthest, in the sequence's direction, of the
  * local one, the source's and one past the columns' extreme, plus margin.
- * A CYCLE sequence with a source takes the source's position as it is
- * (margin does not apply), and any CYCLE sequence wraps like nextval().
+ * The values of a CYCLE sequence come round again, so neither "furthest"
+ * nor its columns' extreme tells its position: with a source it takes the
+ * source's position as it is (margin does not apply), without one it keeps
+ * its own plus margin, and it wraps like nextval().
  * Positions beyond minvalue/maxvalue (non-CYCLE) or outside a column's
  * type are an overflow.
  */
@@ -764,7 +766,7 @@ ua_plan_one(UaSeq *s, int64 margin)
 			if (ua_further(src, target, inc))
 				target = src;
 		}
-		if (s->has_extreme)
+		if (s->has_extreme && !s->cycle)
 		{
 			UaPos		col = ua_pos(s->extreme, true, inc);
 
@@ -822,6 +824,8 @@ ua_plan_one(UaSeq *s, int64 margin)
 
 	if (follow)
 		s->detail = "CYCLE: takes the source's position.";
+	else if (s->cycle)
+		s->detail = "CYCLE without a source: the columns do not tell its position.";
 }
 
 /*
