@@ -97,7 +97,8 @@ CREATE FUNCTION upgrade_assist.sequence_plan(
     OUT detail text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'sequence_plan'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE
+SET row_security = off;
 
 CREATE FUNCTION upgrade_assist.sync_sequences(
     source text DEFAULT NULL,
@@ -114,8 +115,11 @@ CREATE FUNCTION upgrade_assist.sync_sequences(
     OUT detail text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'sync_sequences'
-LANGUAGE C VOLATILE;
+LANGUAGE C VOLATILE
+SET row_security = off;
 
+-- row_security = off: a table whose rows row-level security would hide from
+-- the caller makes the call fail instead of giving a wrong extreme.
 -- sync_sequences changes state; sequence_plan reads every table and may
 -- talk to a peer.  Neither is open to PUBLIC.
 REVOKE ALL ON FUNCTION upgrade_assist.sequence_plan(text, bigint) FROM PUBLIC;

@@ -182,6 +182,16 @@ GRANT SELECT ON ALL TABLES IN SCHEMA seqtest, "Odd Schema" TO regress_ua_seq;
 SELECT setval('t_empty_id_seq', 1, false);
 SET ROLE regress_ua_seq;
 SELECT count(*) AS planned FROM upgrade_assist.sequence_plan();
+RESET ROLE;
+-- Rows hidden by row-level security would give a wrong extreme: an error.
+ALTER TABLE t_serial ENABLE ROW LEVEL SECURITY;
+CREATE POLICY hide_all ON t_serial USING (false);
+SET ROLE regress_ua_seq;
+SELECT count(*) AS planned FROM upgrade_assist.sequence_plan();
+RESET ROLE;
+DROP POLICY hide_all ON t_serial;
+ALTER TABLE t_serial DISABLE ROW LEVEL SECURITY;
+SET ROLE regress_ua_seq;
 SELECT * FROM upgrade_assist.sync_sequences();
 \set VERBOSITY default
 SELECT * FROM upgrade_assist.sync_sequences();
