@@ -82,38 +82,31 @@ GRANT SELECT ON upgrade_assist.marker TO pg_monitor;
 -- nothing).  new_value is what the next nextval() returns.
 -- ---------------------------------------------------------------------------
 
+-- One row of the plan: new_value is what the next nextval() returns.
+CREATE TYPE upgrade_assist.sequence_step AS (
+    sequence regclass,
+    columns text[],
+    current_value bigint,
+    current_is_called boolean,
+    source_value bigint,
+    source_is_called boolean,
+    column_extreme bigint,
+    new_value bigint,
+    action text,
+    detail text);
+
 CREATE FUNCTION upgrade_assist.sequence_plan(
     source text DEFAULT NULL,
-    margin bigint DEFAULT 0,
-    OUT sequence regclass,
-    OUT columns text[],
-    OUT current_value bigint,
-    OUT current_is_called boolean,
-    OUT source_value bigint,
-    OUT source_is_called boolean,
-    OUT column_extreme bigint,
-    OUT new_value bigint,
-    OUT action text,
-    OUT detail text)
-RETURNS SETOF record
+    margin bigint DEFAULT 0)
+RETURNS SETOF upgrade_assist.sequence_step
 AS 'MODULE_PATHNAME', 'sequence_plan'
 LANGUAGE C VOLATILE
 SET row_security = off;
 
 CREATE FUNCTION upgrade_assist.sync_sequences(
     source text DEFAULT NULL,
-    margin bigint DEFAULT 0,
-    OUT sequence regclass,
-    OUT columns text[],
-    OUT current_value bigint,
-    OUT current_is_called boolean,
-    OUT source_value bigint,
-    OUT source_is_called boolean,
-    OUT column_extreme bigint,
-    OUT new_value bigint,
-    OUT action text,
-    OUT detail text)
-RETURNS SETOF record
+    margin bigint DEFAULT 0)
+RETURNS SETOF upgrade_assist.sequence_step
 AS 'MODULE_PATHNAME', 'sync_sequences'
 LANGUAGE C VOLATILE
 SET row_security = off;

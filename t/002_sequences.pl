@@ -65,13 +65,7 @@ INSERT INTO public.t_part (k) SELECT 1 + g % 2 FROM generate_series(1, 33) g;
 INSERT INTO "Odd Schema"."Tab.le" SELECT FROM generate_series(1, 7);
 CREATE PUBLICATION ua_pub FOR ALL TABLES;
 });
-$new->safe_psql('postgres',
-	"CREATE SUBSCRIPTION ua_sub CONNECTION 'host="
-	  . $old->host
-	  . ' port='
-	  . $old->port
-	  . " dbname=postgres' PUBLICATION ua_pub");
-UATest::wait_for_sync($new, 'ua_sub');
+UATest::subscribe($new, $old, 'ua_sub', 'ua_pub');
 
 # More writes after the initial copy, through the stream; then a marker
 # round trip proves that they have all arrived.
