@@ -67,6 +67,9 @@
 /* Number of output columns of sequence_plan and sync_sequences. */
 #define UA_SEQ_COLS 10
 
+/* Never-called sequences read per statement (see ua_read_uncalled). */
+#define UA_UNCALLED_CHUNK 200
+
 /* Where a sequence's next nextval() lands; past: beyond the int64 range. */
 typedef struct UaPos
 {
@@ -310,9 +313,11 @@ ua_list_sequences(MemoryContext cxt, int *count, HTAB **byname)
 /*
  * ua_read_uncalled
  *		Exact (last_value, is_called) of sequences that pg_sequence_last_value
- *		reported as never called, in one statement: locally through SPI when
- *		peer is NULL, else on the peer.  names are SQL-ready (quoted) names
- *		valid where the statement runs; results go to values[i], called[i].
+ *		reported as never called: locally through SPI when peer is NULL, else
+ *		on the peer, UA_UNCALLED_CHUNK sequences per statement (a longer
+ *		UNION ALL would exhaust the parser's stack).  names are SQL-ready
+ *		(quoted) names valid where the statement runs; results go to
+ *		values[i], called[i].
  */
 static void
 ua_read_uncalled(const char *peer, char **names, int n,
@@ -320,46 +325,50 @@ ua_read_uncalled(const char *peer, char **names, int n,
 {
 	StringInfoData sql;
 
-	if (n == 0)
-		return;
 	initStringInfo(&sql);
-	for (int i = 0; i < n; i++)
-		appendStringInfo(&sql, "%sSELECT %d, last_value, is_called FROM %s",
-						 i > 0 ? " UNION ALL " : "", i, names[i]);
-
-	if (peer == NULL)
+	for (int first = 0; first < n; first += UA_UNCALLED_CHUNK)
 	{
-		if (SPI_execute(sql.data, true, 0) != SPI_OK_SELECT ||
-			SPI_processed != (uint64) n)
-			elog(ERROR, "reading sequence states failed");
-		for (uint64 r = 0; r < SPI_processed; r++)
-		{
-			bool		isnull;
-			int			i = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r],
-														SPI_tuptable->tupdesc, 1, &isnull));
+		int			count = Min(n - first, UA_UNCALLED_CHUNK);
 
-			values[i] = ua_spi_int8(r, 2, &isnull);
-			called[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r],
-												   SPI_tuptable->tupdesc, 3, &isnull));
+		resetStringInfo(&sql);
+		for (int i = first; i < first + count; i++)
+			appendStringInfo(&sql, "%sSELECT %d, last_value, is_called FROM %s",
+							 i > first ? " UNION ALL " : "", i, names[i]);
+
+		if (peer == NULL)
+		{
+			if (SPI_execute(sql.data, true, 0) != SPI_OK_SELECT ||
+				SPI_processed != (uint64) count)
+				elog(ERROR, "reading sequence states failed");
+			for (uint64 r = 0; r < SPI_processed; r++)
+			{
+				bool		isnull;
+				int			i = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r],
+															SPI_tuptable->tupdesc, 1, &isnull));
+
+				values[i] = ua_spi_int8(r, 2, &isnull);
+				called[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r],
+													   SPI_tuptable->tupdesc, 3, &isnull));
+			}
 		}
-	}
-	else
-	{
-		PGresult   *res = ua_peer_query(peer, sql.data, 0, NULL, 0);
-
-		if (PQntuples(res) != n)
+		else
 		{
+			PGresult   *res = ua_peer_query(peer, sql.data, 0, NULL, 0);
+
+			if (PQntuples(res) != count)
+			{
+				PQclear(res);
+				elog(ERROR, "reading sequence states on peer \"%s\" failed", peer);
+			}
+			for (int r = 0; r < count; r++)
+			{
+				int			i = atoi(PQgetvalue(res, r, 0));
+
+				values[i] = ua_int8_from_text(PQgetvalue(res, r, 1));
+				called[i] = PQgetvalue(res, r, 2)[0] == 't';
+			}
 			PQclear(res);
-			elog(ERROR, "reading sequence states on peer \"%s\" failed", peer);
 		}
-		for (int r = 0; r < n; r++)
-		{
-			int			i = atoi(PQgetvalue(res, r, 0));
-
-			values[i] = ua_int8_from_text(PQgetvalue(res, r, 1));
-			called[i] = PQgetvalue(res, r, 2)[0] == 't';
-		}
-		PQclear(res);
 	}
 	pfree(sql.data);
 }
