@@ -178,3 +178,47 @@ REVOKE ALL ON FUNCTION upgrade_assist.unfence() FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.fence_status() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION upgrade_assist.fence_status() TO pg_monitor;
 GRANT SELECT ON upgrade_assist.fence_status TO pg_monitor;
+
+-- ---------------------------------------------------------------------------
+-- Sequences (run on the new side): logical replication carries row values,
+-- not sequence counters.  sequence_plan shows, for every sequence of the
+-- database, where sync_sequences would move it; sync_sequences moves them
+-- all in the caller's transaction (ALTER SEQUENCE ... RESTART, so all or
+-- nothing).  new_value is what the next nextval() returns.
+-- ---------------------------------------------------------------------------
+
+-- One row of the plan: new_value is what the next nextval() returns.
+CREATE TYPE upgrade_assist.sequence_step AS (
+    sequence regclass,
+    columns text[],
+    current_value bigint,
+    current_is_called boolean,
+    source_value bigint,
+    source_is_called boolean,
+    column_extreme bigint,
+    new_value bigint,
+    action text,
+    detail text);
+
+CREATE FUNCTION upgrade_assist.sequence_plan(
+    source text DEFAULT NULL,
+    margin bigint DEFAULT 0)
+RETURNS SETOF upgrade_assist.sequence_step
+AS 'MODULE_PATHNAME', 'sequence_plan'
+LANGUAGE C VOLATILE
+SET row_security = off;
+
+CREATE FUNCTION upgrade_assist.sync_sequences(
+    source text DEFAULT NULL,
+    margin bigint DEFAULT 0)
+RETURNS SETOF upgrade_assist.sequence_step
+AS 'MODULE_PATHNAME', 'sync_sequences'
+LANGUAGE C VOLATILE
+SET row_security = off;
+
+-- row_security = off: a table whose rows row-level security would hide from
+-- the caller makes the call fail instead of giving a wrong extreme.
+-- sync_sequences changes state; sequence_plan reads every table and may
+-- talk to a peer.  Neither is open to PUBLIC.
+REVOKE ALL ON FUNCTION upgrade_assist.sequence_plan(text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.sync_sequences(text, bigint) FROM PUBLIC;

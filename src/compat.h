@@ -180,4 +180,13 @@ ua_find_guc(const char *name)
 }
 #endif
 
+/*
+ * PostgreSQL 14 named the fmgroids.h macros after the functions' SQL names:
+ * F_NEXTVAL_OID became F_NEXTVAL.
+ */
+#if PG_VERSION_NUM < 140000
+#include "utils/fmgroids.h"
+#define F_NEXTVAL F_NEXTVAL_OID
+#endif
+
 #endif							/* UA_COMPAT_H */

@@ -41,13 +41,7 @@ INSERT INTO public.items VALUES (1, 'before the subscription');
 SELECT upgrade_assist.emit_marker('initial');
 CREATE PUBLICATION ua_pub FOR ALL TABLES;
 });
-$new->safe_psql('postgres',
-	"CREATE SUBSCRIPTION ua_sub CONNECTION 'host="
-	  . $old->host
-	  . ' port='
-	  . $old->port
-	  . " dbname=postgres' PUBLICATION ua_pub");
-UATest::wait_for_sync($new, 'ua_sub');
+UATest::subscribe($new, $old, 'ua_sub', 'ua_pub');
 is( $new->safe_psql(
 		'postgres',
 		"SELECT count(*) FROM upgrade_assist.marker WHERE origin = $origin"),

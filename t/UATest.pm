@@ -319,6 +319,28 @@ SELECT count(*) > 0 FROM pg_stat_subscription
 
 =pod
 
+=item subscribe(node, publisher, subscription, publication)
+
+On node, subscribe to the publication of publisher's database postgres over
+its Unix socket, and wait until every table is synchronised.
+
+=cut
+
+sub subscribe
+{
+	my ($node, $publisher, $sub, $pub) = @_;
+	$node->safe_psql('postgres',
+		"CREATE SUBSCRIPTION $sub CONNECTION 'host="
+		  . $publisher->host
+		  . ' port='
+		  . $publisher->port
+		  . " dbname=postgres' PUBLICATION $pub");
+	wait_for_sync($node, $sub);
+	return;
+}
+
+=pod
+
 =back
 
 =cut
