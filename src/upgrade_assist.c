@@ -61,6 +61,7 @@ ua_request_shmem(void)
 {
 	RequestAddinShmemSpace(ua_shmem_size());
 	RequestNamedLWLockTranche("upgrade_assist", 1);
+	ua_stats_shmem_request();
 }
 
 #ifdef UA_HAVE_SHMEM_REQUEST_HOOK
@@ -94,6 +95,7 @@ ua_shmem_startup(void)
 		ua_shared->nrequests = UA_MAX_BACKENDS();
 		ua_heartbeat_load(true);
 	}
+	ua_stats_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 
