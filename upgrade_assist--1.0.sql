@@ -139,7 +139,7 @@ GRANT SELECT ON upgrade_assist.marker TO pg_monitor;
 -- ---------------------------------------------------------------------------
 
 CREATE TABLE upgrade_assist.stats_run (
-    run_id       bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id       bigint      PRIMARY KEY,   -- no sequence: max + 1 under a table lock
     origin       bigint      NOT NULL,
     stages       integer[]   NOT NULL,
     jobs         integer     NOT NULL,
@@ -174,11 +174,12 @@ CREATE INDEX stats_task_queue ON upgrade_assist.stats_task
 CREATE INDEX stats_task_relid ON upgrade_assist.stats_task (relid, analyzed_at);
 
 -- One row per table, materialized view and partitioned table outside the
--- system schemas.  A table has complete statistics when ANALYZE has seen it
--- (reltuples >= 0), every column that takes statistics (attstattarget not 0)
--- has a pg_statistic row unless the table is empty, and every extended
--- statistics object on it has data.  Partitioned tables are judged by their
--- inheritance statistics, the only ones they have.
+-- system schemas.  A table has complete statistics when every column that
+-- takes statistics (attstattarget not 0) has a pg_statistic row and every
+-- extended statistics object on it has data (partitioned tables: their
+-- inheritance statistics, the only ones they have).  A table without pages
+-- has nothing to analyze and counts as complete, as does one that ANALYZE
+-- found without live rows.
 CREATE VIEW upgrade_assist.stats_coverage AS
 SELECT c.oid::regclass                                    AS relid,
        n.nspname                                          AS schemaname,
@@ -186,10 +187,12 @@ SELECT c.oid::regclass                                    AS relid,
        CASE c.relkind WHEN 'r' THEN 'table'
                       WHEN 'p' THEN 'partitioned table'
                       ELSE 'materialized view' END        AS kind,
-       (col.total = col.with_stats
-            OR (c.relkind <> 'p' AND c.reltuples = 0 AND c.relpages = 0))
-         AND (c.reltuples >= 0 OR c.relkind = 'p')
-         AND ext.total = ext.built                         AS has_statistics,
+       sz.pages = 0
+         OR (c.reltuples = 0
+             AND greatest(s.last_analyze, s.last_autoanalyze) IS NOT NULL)
+         OR (col.total = col.with_stats
+             AND ext.total = ext.built
+             AND (c.reltuples >= 0 OR c.relkind = 'p'))    AS has_statistics,
        col.total                                          AS columns,
        col.with_stats                                     AS columns_with_stats,
        ext.total                                          AS ext_stats,
@@ -223,8 +226,11 @@ SELECT c.oid::regclass                                    AS relid,
   CROSS JOIN LATERAL (
        SELECT count(*)::integer AS total,
               count(*) FILTER (WHERE EXISTS (
-                  SELECT FROM pg_catalog.pg_statistic_ext_data d
-                   WHERE d.stxoid = x.oid))::integer AS built
+                  -- Before 14 the row exists, empty, from CREATE STATISTICS
+                  -- on; the kinds' columns differ between releases.
+                  SELECT FROM pg_catalog.pg_statistic_ext_data d,
+                         pg_catalog.jsonb_each(pg_catalog.to_jsonb(d) - 'stxoid' - 'stxdinherit') j
+                   WHERE d.stxoid = x.oid AND j.value <> 'null'))::integer AS built
          FROM pg_catalog.pg_statistic_ext x
         WHERE x.stxrelid = c.oid) ext
   CROSS JOIN LATERAL (

@@ -283,9 +283,11 @@ ua_stats_check_args(FunctionCallInfo fcinfo, int *targets, int *jobs)
  *		Store a new run and its tasks (through SPI, in the caller's
  *		transaction) and return its id; *ntasks receives the number of
  *		tables to analyze.  Runs of this cluster left 'running' by a restart
- *		become 'interrupted'; when only_missing is set and the latest run
- *		ended unfinished with the same stages, its unfinished tables carry
- *		their stage count over.  The caller holds the run slot, so no run is
+ *		become 'interrupted'.  With only_missing, the run takes the tables
+ *		whose statistics are incomplete (stats_coverage), and when the latest
+ *		run ended unfinished with the same stages, also the tables it left
+ *		between stages, which carry their stage count over (unless someone
+ *		analyzed them since).  The caller holds the run slot, so no run is
  *		active while this runs.
  */
 static int64
@@ -297,6 +299,14 @@ ua_stats_create_run(ArrayType *stages, int nstages, int jobs,
 	Datum		prev = (Datum) 0;
 	bool		prev_null = true;
 	bool		isnull;
+
+	/*
+	 * Run ids come from the table, not from a sequence (the extension owns
+	 * none): this lock serialises concurrent callers until they commit.
+	 */
+	ua_stats_spi_exec("LOCK TABLE upgrade_assist.stats_run"
+					  " IN SHARE ROW EXCLUSIVE MODE",
+					  0, NULL, NULL, NULL, SPI_OK_UTILITY);
 
 	{
 		Oid			types[1] = {INT8OID};
@@ -345,9 +355,11 @@ ua_stats_create_run(ArrayType *stages, int nstages, int jobs,
 		values[5] = prev;
 		nulls[5] = prev_null ? 'n' : ' ';
 		ua_stats_spi_exec("INSERT INTO upgrade_assist.stats_run"
-						  " (origin, stages, jobs, only_missing, started_by,"
+						  " (run_id, origin, stages, jobs, only_missing, started_by,"
 						  "  started_at, resumed_from)"
-						  " VALUES ($1, $2, $3, $4, $5, now(), $6)"
+						  " SELECT coalesce(max(run_id), 0) + 1,"
+						  "        $1, $2, $3, $4, $5, now(), $6"
+						  "   FROM upgrade_assist.stats_run"
 						  " RETURNING run_id",
 						  6, types, values, nulls, SPI_OK_INSERT_RETURNING);
 		run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
@@ -368,13 +380,14 @@ ua_stats_create_run(ArrayType *stages, int nstages, int jobs,
 		*ntasks = ua_stats_spi_exec(
 									"INSERT INTO upgrade_assist.stats_task"
 									" (run_id, relid, relname, pages, stage_done)"
-									" SELECT $1, c.relid::oid, c.relid::text, c.pages,"
+									" SELECT $1, c.relid::oid, format('%I.%I', c.schemaname, c.relname), c.pages,"
 									"        coalesce(p.stage_done, 0)"
 									"   FROM upgrade_assist.stats_coverage c"
 									"   LEFT JOIN upgrade_assist.stats_task p"
 									"     ON p.run_id = $2 AND p.relid = c.relid::oid"
 									"  WHERE NOT $3 OR NOT c.has_statistics"
-									"     OR p.stage_done < $4",
+									"     OR (p.stage_done BETWEEN 1 AND $4 - 1"
+									"         AND c.last_analyzed <= p.analyzed_at)",
 									4, types, values, nulls, SPI_OK_INSERT);
 	}
 
