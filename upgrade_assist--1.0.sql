@@ -174,7 +174,7 @@ CREATE INDEX stats_task_queue ON upgrade_assist.stats_task
 CREATE INDEX stats_task_relid ON upgrade_assist.stats_task (relid, analyzed_at);
 
 -- One row per table, materialized view and partitioned table outside the
--- system schemas.  A table has complete statistics when every column that
+-- system schemas (and the two tables above).  A table has complete statistics when every column that
 -- takes statistics (attstattarget not 0) has a pg_statistic row and every
 -- extended statistics object on it has data (partitioned tables: their
 -- inheritance statistics, the only ones they have).  A table without pages
@@ -250,7 +250,10 @@ SELECT c.oid::regclass                                    AS relid,
  WHERE c.relkind IN ('r', 'm', 'p')
    AND c.relpersistence <> 't'
    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-   AND n.nspname !~ '^pg_toast';
+   AND n.nspname !~ '^pg_toast'
+   -- the rebuild's own bookkeeping, which it changes while it runs
+   AND c.oid NOT IN ('upgrade_assist.stats_run'::regclass,
+                     'upgrade_assist.stats_task'::regclass);
 
 CREATE FUNCTION upgrade_assist.rebuild_stats(
     stages integer[] DEFAULT '{1,10,-1}',
