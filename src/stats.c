@@ -222,6 +222,20 @@ ua_stats_spi_exec(const char *sql, int nargs, Oid *types, Datum *values,
 }
 
 /*
+ * ua_stats_spi_exec_id
+ *		ua_stats_spi_exec for a statement whose only parameter $1 is an int8
+ *		(a run id or the origin).
+ */
+static uint64
+ua_stats_spi_exec_id(const char *sql, int64 id, int expected)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(id)};
+
+	return ua_stats_spi_exec(sql, 1, types, values, NULL, expected);
+}
+
+/*
  * ua_stats_check_args
  *		Validate rebuild_stats' arguments; fill targets and return their
  *		count.  Throws 22004 for NULLs and 22023 for values out of range.
@@ -308,16 +322,11 @@ ua_stats_create_run(ArrayType *stages, int nstages, int jobs,
 					  " IN SHARE ROW EXCLUSIVE MODE",
 					  0, NULL, NULL, NULL, SPI_OK_UTILITY);
 
-	{
-		Oid			types[1] = {INT8OID};
-		Datum		values[1] = {Int64GetDatum(origin)};
-
-		ua_stats_spi_exec("UPDATE upgrade_assist.stats_run"
-						  "   SET state = 'interrupted',"
-						  "       ended_at = coalesce(ended_at, now())"
-						  " WHERE origin = $1 AND state = 'running'",
-						  1, types, values, NULL, SPI_OK_UPDATE);
-	}
+	ua_stats_spi_exec_id("UPDATE upgrade_assist.stats_run"
+						 "   SET state = 'interrupted',"
+						 "       ended_at = coalesce(ended_at, now())"
+						 " WHERE origin = $1 AND state = 'running'",
+						 origin, SPI_OK_UPDATE);
 
 	if (only_missing)
 	{
@@ -392,10 +401,7 @@ ua_stats_create_run(ArrayType *stages, int nstages, int jobs,
 	}
 
 	{
-		Oid			types[1] = {INT8OID};
-		Datum		values[1] = {Int64GetDatum(run_id)};
-
-		ua_stats_spi_exec("UPDATE upgrade_assist.stats_run r"
+		ua_stats_spi_exec_id("UPDATE upgrade_assist.stats_run r"
 						  "   SET work_at_start ="
 						  "       (SELECT coalesce(sum((t.pages + 1) * t.stage_done), 0)"
 						  "          FROM upgrade_assist.stats_task t"
@@ -412,7 +418,7 @@ ua_stats_create_run(ArrayType *stages, int nstages, int jobs,
 						  "         THEN now() END"
 						  " WHERE r.run_id = $1"
 						  " RETURNING state = 'done'",
-						  1, types, values, NULL, SPI_OK_UPDATE_RETURNING);
+						  run_id, SPI_OK_UPDATE_RETURNING);
 		if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
 									   SPI_tuptable->tupdesc, 1, &isnull)))
 			*ntasks = 0;
@@ -629,15 +635,10 @@ cancel_stats_rebuild(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	{
-		Oid			types[1] = {INT8OID};
-		Datum		values[1] = {Int64GetDatum(run_id)};
-
-		ua_stats_spi_exec("UPDATE upgrade_assist.stats_run"
-						  "   SET state = 'cancelled', ended_at = now()"
-						  " WHERE run_id = $1 AND state = 'running'",
-						  1, types, values, NULL, SPI_OK_UPDATE);
-	}
+	ua_stats_spi_exec_id("UPDATE upgrade_assist.stats_run"
+						 "   SET state = 'cancelled', ended_at = now()"
+						 " WHERE run_id = $1 AND state = 'running'",
+						 run_id, SPI_OK_UPDATE);
 	SPI_finish();
 	PG_RETURN_BOOL(true);
 }
@@ -902,12 +903,10 @@ ua_stats_step(int64 run_id, int nstages, const int *targets, Oid roleid,
 
 			if (isnull)
 			{
-				Oid			t1[1] = {INT8OID};
-
-				ua_stats_spi_exec("UPDATE upgrade_assist.stats_run"
-								  "   SET state = 'done', ended_at = now()"
-								  " WHERE run_id = $1 AND state = 'running'",
-								  1, t1, values, NULL, SPI_OK_UPDATE);
+				ua_stats_spi_exec_id("UPDATE upgrade_assist.stats_run"
+									 "   SET state = 'done', ended_at = now()"
+									 " WHERE run_id = $1 AND state = 'running'",
+									 run_id, SPI_OK_UPDATE);
 				result = UA_STEP_FINISHED;
 			}
 			else
@@ -1039,15 +1038,9 @@ ua_stats_worker_main(Datum main_arg)
 		StartTransactionCommand();
 		SPI_connect();
 		PushActiveSnapshot(GetTransactionSnapshot());
-		{
-			Oid			types[1] = {INT8OID};
-			Datum		values[1] = {Int64GetDatum(run_id)};
-
-			ua_stats_spi_exec("SELECT FROM upgrade_assist.stats_run"
-							  " WHERE run_id = $1 AND state = 'running'",
-							  1, types, values, NULL, SPI_OK_SELECT);
-			exists = (SPI_processed == 1);
-		}
+		exists = ua_stats_spi_exec_id("SELECT FROM upgrade_assist.stats_run"
+									  " WHERE run_id = $1 AND state = 'running'",
+									  run_id, SPI_OK_SELECT) == 1;
 		PopActiveSnapshot();
 		SPI_finish();
 		CommitTransactionCommand();
