@@ -37,8 +37,10 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
+#include "commands/vacuum.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -68,12 +70,28 @@
 #define UA_STATS_MAX_JOBS 32
 #define UA_STATS_MAX_STAGES 10
 
-/* A table found locked is tried again after this long. */
+/*
+ * A table found locked is tried again after UA_STATS_RETRY_MIN_MS, then after
+ * twice as long each time, up to UA_STATS_RETRY_MS: a lock that one of the
+ * run's own workers holds for a moment (before 18, ANALYZE of a partitioned
+ * table also analyzes, and locks, its partitions) costs little, and a long
+ * lock of someone else one look per second.
+ */
+#define UA_STATS_RETRY_MIN_MS 50
 #define UA_STATS_RETRY_MS 1000
 /* lock_timeout for what ANALYZE locks beyond the table (partitions). */
 #define UA_STATS_LOCK_TIMEOUT "1s"
 /* Longest a worker without work waits before it looks again. */
 #define UA_STATS_IDLE_MS 1000
+/*
+ * A worker analyzes small tables in batches, by one ANALYZE in one
+ * transaction: at most this many tables, and no more once the pages ANALYZE
+ * reads for them (counting each table as UA_STATS_TABLE_COST more) reach
+ * UA_STATS_BATCH_PAGES.  A large table makes a batch of its own.
+ */
+#define UA_STATS_BATCH_TABLES 32
+#define UA_STATS_BATCH_PAGES 1000
+#define UA_STATS_TABLE_COST 8
 
 typedef enum UaStatsWorkerState
 {
@@ -848,22 +866,143 @@ ua_stats_task_update(const char *sql, int64 run_id, Oid relid, const char *text)
 
 #define UA_TASK_DONE \
 	"UPDATE upgrade_assist.stats_task SET stage_done = stage_done + 1," \
-	" analyzed_at = clock_timestamp(), note = $3" \
-	" WHERE run_id = $1 AND relid = $2"
+	" analyzed_at = clock_timestamp(), note = NULL" \
+	" WHERE run_id = $1 AND relid = ANY ($2)"
 #define UA_TASK_RETRY \
 	"UPDATE upgrade_assist.stats_task SET retries = retries + 1," \
-	" retry_at = clock_timestamp() + interval '" CppAsString2(UA_STATS_RETRY_MS) " ms'," \
+	" retry_at = clock_timestamp() + least(" \
+	"   interval '" CppAsString2(UA_STATS_RETRY_MIN_MS) " ms' * power(2, least(retries, 10))," \
+	"   interval '" CppAsString2(UA_STATS_RETRY_MS) " ms')," \
 	" note = $3 WHERE run_id = $1 AND relid = $2"
 #define UA_TASK_SKIP \
 	"UPDATE upgrade_assist.stats_task t SET note = $3," \
 	" stage_done = (SELECT array_length(r.stages, 1) FROM upgrade_assist.stats_run r" \
 	"               WHERE r.run_id = t.run_id)" \
 	" WHERE run_id = $1 AND relid = $2"
+/* Read through a cursor: only the rows fetched are locked. */
+#define UA_TASK_CLAIM \
+	"SELECT relid, stage_done, pages FROM upgrade_assist.stats_task" \
+	" WHERE run_id = $1 AND stage_done < $2" \
+	"   AND retry_at <= clock_timestamp()" \
+	" ORDER BY stage_done, pages DESC, relid" \
+	" FOR UPDATE SKIP LOCKED"
+
+/* Plans of the two statements run for every batch, kept for the worker's life. */
+static SPIPlanPtr ua_stats_claim_plan = NULL;
+static SPIPlanPtr ua_stats_done_plan = NULL;
+
+/*
+ * ua_stats_prepare_plans
+ *		Prepare the claim cursor and the task-done update once per worker.
+ *		Caller is connected to SPI.
+ */
+static void
+ua_stats_prepare_plans(void)
+{
+	if (ua_stats_claim_plan == NULL)
+	{
+		Oid			types[2] = {INT8OID, INT4OID};
+		SPIPlanPtr	plan = SPI_prepare_cursor(UA_TASK_CLAIM, 2, types, 0);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the task claim: %s",
+				 SPI_result_code_string(SPI_result));
+		ua_stats_claim_plan = plan;
+	}
+	if (ua_stats_done_plan == NULL)
+	{
+		Oid			types[2] = {INT8OID, OIDARRAYOID};
+		SPIPlanPtr	plan = SPI_prepare(UA_TASK_DONE, 2, types);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "could not prepare the task update: %s",
+				 SPI_result_code_string(SPI_result));
+		ua_stats_done_plan = plan;
+	}
+}
+
+/*
+ * ua_stats_batch_cost
+ *		What analyzing a table of the given size costs in a batch, in pages:
+ *		ANALYZE reads at most 300 × target of them, plus a fixed overhead.
+ */
+static long
+ua_stats_batch_cost(int64 pages, int target)
+{
+	int			t = target > 0 ? target : Max(default_statistics_target, 1);
+
+	return (long) Min(pages, (int64) 300 * t) + UA_STATS_TABLE_COST;
+}
+
+/*
+ * ua_stats_analyze_sql
+ *		The ANALYZE statement for the given relations, which the caller has
+ *		locked and checked to exist.
+ */
+static char *
+ua_stats_analyze_sql(const Oid *relids, int n)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "ANALYZE ");
+	for (int i = 0; i < n; i++)
+		appendStringInfo(&sql, "%s%s%s", i > 0 ? ", " : "",
+						 UA_ANALYZE_ONLY(get_rel_relkind(relids[i])),
+						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relids[i])),
+													get_rel_name(relids[i])));
+	return sql.data;
+}
+
+/*
+ * ua_stats_analyze_one
+ *		Analyze one locked relation with the given target and record the
+ *		outcome: on success its relid is appended to done[*ndone]; a lock
+ *		not granted or a cancel not meant for the run puts the task back for
+ *		a retry; any other error is logged and the task skipped.  Returns
+ *		false when the run was cancelled.
+ */
+static bool
+ua_stats_analyze_one(int64 run_id, Oid relid, int stage, int target,
+					 Oid roleid, Oid *done, int *ndone)
+{
+	char	   *sql = ua_stats_analyze_sql(&relid, 1);
+	char	   *err = NULL;
+	int			code;
+
+	ua_stats_set_current(relid, stage);
+	pgstat_report_activity(STATE_RUNNING, sql);
+	code = ua_stats_analyze(sql, target, roleid, &err);
+	ua_stats_set_current(InvalidOid, 0);
+
+	if (code == 0)
+		done[(*ndone)++] = relid;
+	else if (code == ERRCODE_QUERY_CANCELED && ua_stats_cancelled())
+		return false;
+	else if (code == ERRCODE_LOCK_NOT_AVAILABLE ||
+			 code == ERRCODE_QUERY_CANCELED)
+		ua_stats_task_update(UA_TASK_RETRY, run_id, relid, err);
+	else
+	{
+		ereport(WARNING,
+				(errmsg("statistics rebuild skips table \"%s.%s\": %s",
+						get_namespace_name(get_rel_namespace(relid)),
+						get_rel_name(relid), err)));
+		ua_stats_task_update(UA_TASK_SKIP, run_id, relid, err);
+	}
+	return true;
+}
 
 /*
  * ua_stats_step
- *		Take one task of the run and analyze it, in one transaction.  Sets
- *		*wait_ms when returning UA_STEP_WAIT.
+ *		Take a batch of tasks of the run, all at the lowest stage left, and
+ *		analyze them in one transaction: the largest table left, and with it
+ *		the next ones while they are small (at most UA_STATS_BATCH_TABLES,
+ *		until their cost reaches UA_STATS_BATCH_PAGES), by one ANALYZE
+ *		command; if that fails, table by table.  The tasks are claimed with
+ *		FOR UPDATE SKIP LOCKED through a cursor, so a worker locks only the
+ *		rows it takes, and their stage count is raised by one UPDATE in the
+ *		same transaction.  Sets *wait_ms when returning UA_STEP_WAIT.
  */
 static UaStatsStep
 ua_stats_step(int64 run_id, int nstages, const int *targets, Oid roleid,
@@ -871,26 +1010,52 @@ ua_stats_step(int64 run_id, int nstages, const int *targets, Oid roleid,
 {
 	UaStatsStep result = UA_STEP_WORKED;
 	bool		isnull;
-	Oid			relid;
-	int			stage_done;
 	Oid			types[2] = {INT8OID, INT4OID};
 	Datum		values[2] = {Int64GetDatum(run_id), Int32GetDatum(nstages)};
+	Oid			claimed[UA_STATS_BATCH_TABLES];
+	Oid			ready[UA_STATS_BATCH_TABLES];
+	Oid			done[UA_STATS_BATCH_TABLES];
+	int			nclaimed = 0;
+	int			nready = 0;
+	int			ndone = 0;
+	int			stage_done = 0;
+	long		cost = 0;
+	Portal		portal;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "choosing a table");
+	pgstat_report_activity(STATE_RUNNING, "choosing tables");
+	ua_stats_prepare_plans();
 
-	ua_stats_spi_exec("SELECT relid, stage_done FROM upgrade_assist.stats_task"
-					  " WHERE run_id = $1 AND stage_done < $2"
-					  "   AND retry_at <= clock_timestamp()"
-					  " ORDER BY stage_done, pages DESC, relid"
-					  " LIMIT 1 FOR UPDATE SKIP LOCKED",
-					  2, types, values, NULL, SPI_OK_SELECT);
+	portal = SPI_cursor_open(NULL, ua_stats_claim_plan, values, NULL, false);
+	while (nclaimed < UA_STATS_BATCH_TABLES && cost < UA_STATS_BATCH_PAGES)
+	{
+		HeapTuple	tup;
+		TupleDesc	desc;
+		int			stage;
+		int64		pages;
 
-	if (SPI_processed == 0)
+		SPI_cursor_fetch(portal, true, 1);
+		if (SPI_processed == 0)
+			break;
+		tup = SPI_tuptable->vals[0];
+		desc = SPI_tuptable->tupdesc;
+		stage = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		/* One batch, one stage; the row fetched stays locked till commit. */
+		if (nclaimed > 0 && stage != stage_done)
+			break;
+		stage_done = stage;
+		claimed[nclaimed++] = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
+		pages = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		cost += ua_stats_batch_cost(pages, targets[stage_done]);
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+
+	if (nclaimed == 0)
 	{
 		/* Nothing to take: the run is over, or the rest is busy or locked. */
 		ua_stats_spi_exec("SELECT (extract(epoch FROM min(retry_at) - clock_timestamp()) * 1000)::float8"
@@ -920,46 +1085,70 @@ ua_stats_step(int64 run_id, int nstages, const int *targets, Oid roleid,
 	}
 	else
 	{
-		relid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0],
-											   SPI_tuptable->tupdesc, 1, &isnull));
-		stage_done = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
-												 SPI_tuptable->tupdesc, 2, &isnull));
+		int			target = targets[stage_done];
 
-		if (!ConditionalLockRelationOid(relid, ShareUpdateExclusiveLock))
-			ua_stats_task_update(UA_TASK_RETRY, run_id, relid,
-								 "locked by another session");
-		else if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(relid)))
-			ua_stats_task_update(UA_TASK_SKIP, run_id, relid, "dropped");
-		else
+		/* Tables someone holds locked are put back; dropped ones skipped. */
+		for (int i = 0; i < nclaimed; i++)
 		{
-			char	   *nspname = get_namespace_name(get_rel_namespace(relid));
-			char	   *relname = get_rel_name(relid);
-			char	   *sql;
+			if (!ConditionalLockRelationOid(claimed[i], ShareUpdateExclusiveLock))
+				ua_stats_task_update(UA_TASK_RETRY, run_id, claimed[i],
+									 "locked by another session");
+			else if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(claimed[i])))
+				ua_stats_task_update(UA_TASK_SKIP, run_id, claimed[i], "dropped");
+			else
+				ready[nready++] = claimed[i];
+		}
+
+		if (nready == 1)
+		{
+			if (!ua_stats_analyze_one(run_id, ready[0], stage_done + 1, target,
+									  roleid, done, &ndone))
+				result = UA_STEP_FINISHED;
+		}
+		else if (nready > 1)
+		{
+			char	   *sql = ua_stats_analyze_sql(ready, nready);
 			char	   *err = NULL;
 			int			code;
 
-			sql = psprintf("ANALYZE %s%s",
-						   UA_ANALYZE_ONLY(get_rel_relkind(relid)),
-						   quote_qualified_identifier(nspname, relname));
-			ua_stats_set_current(relid, stage_done + 1);
+			ua_stats_set_current(ready[0], stage_done + 1);
 			pgstat_report_activity(STATE_RUNNING, sql);
-			code = ua_stats_analyze(sql, targets[stage_done], roleid, &err);
+			code = ua_stats_analyze(sql, target, roleid, &err);
 			ua_stats_set_current(InvalidOid, 0);
 
 			if (code == 0)
-				ua_stats_task_update(UA_TASK_DONE, run_id, relid, NULL);
+			{
+				memcpy(done, ready, sizeof(Oid) * nready);
+				ndone = nready;
+			}
 			else if (code == ERRCODE_QUERY_CANCELED && ua_stats_cancelled())
 				result = UA_STEP_FINISHED;
-			else if (code == ERRCODE_LOCK_NOT_AVAILABLE ||
-					 code == ERRCODE_QUERY_CANCELED)
-				ua_stats_task_update(UA_TASK_RETRY, run_id, relid, err);
 			else
 			{
-				ereport(WARNING,
-						(errmsg("statistics rebuild skips table \"%s.%s\": %s",
-								nspname, relname, err)));
-				ua_stats_task_update(UA_TASK_SKIP, run_id, relid, err);
+				/* Find the table that failed: one by one. */
+				for (int i = 0; i < nready && result != UA_STEP_FINISHED; i++)
+					if (!ua_stats_analyze_one(run_id, ready[i], stage_done + 1,
+											  target, roleid, done, &ndone))
+						result = UA_STEP_FINISHED;
 			}
+		}
+
+		if (ndone > 0 && result != UA_STEP_FINISHED)
+		{
+			Datum		args[2];
+			Datum	   *oids = palloc(sizeof(Datum) * ndone);
+			int			rc;
+
+			for (int i = 0; i < ndone; i++)
+				oids[i] = ObjectIdGetDatum(done[i]);
+			args[0] = Int64GetDatum(run_id);
+			args[1] = PointerGetDatum(construct_array(oids, ndone, OIDOID,
+													  sizeof(Oid), true,
+													  TYPALIGN_INT));
+			rc = SPI_execute_plan(ua_stats_done_plan, args, NULL, false, 0);
+			if (rc != SPI_OK_UPDATE)
+				elog(ERROR, "SPI_execute_plan failed: %s",
+					 SPI_result_code_string(rc));
 		}
 	}
 
