@@ -7,13 +7,15 @@
  *
  * A run is stored in the tables stats_run and stats_task of the database it
  * rebuilds (see the install script): one task row per table, holding how
- * many stages are done for it.  Workers take the next task with
- * SELECT ... FOR UPDATE SKIP LOCKED (lowest stage first, then largest
- * table), keep the row locked while they analyze the table, and count the
- * stage in the same transaction; so two workers never take the same table,
- * and a crash loses at most the ANALYZEs in flight.  A table that someone
- * else holds locked is put back with a retry time instead of being waited
- * for, so the run never queues behind a long lock.
+ * many stages are done for it.  Workers take their next tasks with
+ * SELECT ... FOR UPDATE SKIP LOCKED through a cursor (lowest stage first,
+ * then largest table): the largest table left, and with it, while they are
+ * small, the next ones of the same stage, up to a batch that one ANALYZE
+ * command analyzes.  They keep the rows locked while they analyze, and count
+ * the stage in the same transaction; so two workers never take the same
+ * table, and a crash loses at most the batches in flight.  A table that
+ * someone else holds locked is put back with a retry time instead of being
+ * waited for, so the run never queues behind a long lock.
  *
  * Shared memory (UaStatsShared, its own struct and LWLock tranche
  * "upgrade_assist stats") knows the one run that may be active in the
