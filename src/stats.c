@@ -448,19 +448,21 @@ ua_stats_create_run(ArrayType *stages, int nstages, int jobs,
 
 /*
  * ua_stats_start_workers
- *		Register up to n workers for the run held in shared memory and wait
- *		until the postmaster has started them.  Returns how many started.
+ *		Register up to n workers for the run held in shared memory, all at
+ *		once, then wait until the postmaster has started them.  Returns how
+ *		many started.
  */
 static int
 ua_stats_start_workers(int64 run_id, int n)
 {
+	BackgroundWorkerHandle *handles[UA_STATS_MAX_JOBS];
+	int			slots[UA_STATS_MAX_JOBS];
+	int			registered = 0;
 	int			started = 0;
 
 	for (int i = 0; i < n; i++)
 	{
 		BackgroundWorker bgw;
-		BackgroundWorkerHandle *handle;
-		pid_t		pid;
 		int			slot = -1;
 
 		LWLockAcquire(ua_stats->lock, LW_EXCLUSIVE);
@@ -492,16 +494,29 @@ ua_stats_start_workers(int64 run_id, int n)
 		memcpy(bgw.bgw_extra, &run_id, sizeof(run_id));
 		bgw.bgw_notify_pid = MyProcPid;
 
-		if (!RegisterDynamicBackgroundWorker(&bgw, &handle) ||
-			WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
+		if (!RegisterDynamicBackgroundWorker(&bgw, &handles[registered]))
 		{
 			LWLockAcquire(ua_stats->lock, LW_EXCLUSIVE);
-			if (ua_stats->workers[slot].state == UA_SW_REGISTERED)
-				ua_stats->workers[slot].state = UA_SW_FREE;
+			ua_stats->workers[slot].state = UA_SW_FREE;
 			LWLockRelease(ua_stats->lock);
 			break;
 		}
-		started++;
+		slots[registered++] = slot;
+	}
+
+	for (int i = 0; i < registered; i++)
+	{
+		pid_t		pid;
+
+		if (WaitForBackgroundWorkerStartup(handles[i], &pid) == BGWH_STARTED)
+			started++;
+		else
+		{
+			LWLockAcquire(ua_stats->lock, LW_EXCLUSIVE);
+			if (ua_stats->workers[slots[i]].state == UA_SW_REGISTERED)
+				ua_stats->workers[slots[i]].state = UA_SW_FREE;
+			LWLockRelease(ua_stats->lock);
+		}
 	}
 	return started;
 }
