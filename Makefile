@@ -15,13 +15,14 @@ OBJS = \
 	src/heartbeat.o \
 	src/heartbeat_worker.o \
 	src/fence.o \
-	src/sequences.o
+	src/sequences.o \
+	src/stats.o
 
 EXTENSION = upgrade_assist
 DATA = upgrade_assist--1.0.sql
 PGFILEDESC = "upgrade_assist - major-version upgrade helpers"
 
-REGRESS = install peers markers privileges restore fence sequences
+REGRESS = install peers markers privileges restore fence sequences stats
 # The library must be preloaded: every pg_regress run gets its own temporary
 # server with test/preload.conf.
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=$(srcdir)/test/preload.conf

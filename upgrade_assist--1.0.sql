@@ -222,3 +222,231 @@ SET row_security = off;
 -- talk to a peer.  Neither is open to PUBLIC.
 REVOKE ALL ON FUNCTION upgrade_assist.sequence_plan(text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.sync_sequences(text, bigint) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Statistics rebuild after pg_upgrade (run on the new side).
+--
+-- A run is stored in stats_run, its work in stats_task: one row per table,
+-- with the number of stages already done for it.  Rows carry the system
+-- identifier of the cluster that wrote them (origin): the views show only
+-- this cluster's rows, so rows that reach another cluster (a FOR ALL TABLES
+-- publication of the reverse direction, or a later pg_upgrade of this
+-- cluster) are inert there.  Both tables have a primary key, so that they
+-- never make such a publication refuse UPDATEs.  They are ordinary logged
+-- tables: a crash or restart leaves the run as it was, and the view reports
+-- it interrupted because no worker runs it any more.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE upgrade_assist.stats_run (
+    run_id       bigint      PRIMARY KEY,   -- no sequence: max + 1 under a table lock
+    origin       bigint      NOT NULL,
+    stages       integer[]   NOT NULL,
+    jobs         integer     NOT NULL,
+    only_missing boolean     NOT NULL,
+    started_by   name        NOT NULL,
+    state        text        NOT NULL DEFAULT 'running',
+    started_at   timestamptz NOT NULL,
+    ended_at     timestamptz,
+    resumed_from bigint,
+    work_at_start numeric    NOT NULL DEFAULT 0,
+    CONSTRAINT stats_run_state_check
+        CHECK (state IN ('running', 'done', 'cancelled', 'interrupted'))
+);
+COMMENT ON TABLE upgrade_assist.stats_run IS
+    'statistics rebuild runs of this cluster (origin); see stats_progress';
+
+CREATE TABLE upgrade_assist.stats_task (
+    run_id      bigint      NOT NULL
+                REFERENCES upgrade_assist.stats_run ON DELETE CASCADE,
+    relid       oid         NOT NULL,
+    relname     text        NOT NULL,
+    pages       bigint      NOT NULL,
+    stage_done  integer     NOT NULL DEFAULT 0,
+    retry_at    timestamptz NOT NULL DEFAULT '-infinity',
+    retries     integer     NOT NULL DEFAULT 0,
+    analyzed_at timestamptz,
+    note        text,
+    PRIMARY KEY (run_id, relid)
+);
+CREATE INDEX stats_task_queue ON upgrade_assist.stats_task
+    (run_id, stage_done, pages DESC);
+CREATE INDEX stats_task_relid ON upgrade_assist.stats_task (relid, analyzed_at);
+
+-- One row per table, materialized view and partitioned table outside the
+-- system schemas (and the two tables above).  A table has complete statistics when every column that
+-- takes statistics (attstattarget not 0) has a pg_statistic row and every
+-- extended statistics object on it has data (partitioned tables: their
+-- inheritance statistics, the only ones they have).  A table without pages
+-- has nothing to analyze and counts as complete, as does one that ANALYZE
+-- found without live rows.
+CREATE VIEW upgrade_assist.stats_coverage AS
+SELECT c.oid::regclass                                    AS relid,
+       n.nspname                                          AS schemaname,
+       c.relname,
+       CASE c.relkind WHEN 'r' THEN 'table'
+                      WHEN 'p' THEN 'partitioned table'
+                      ELSE 'materialized view' END        AS kind,
+       sz.pages = 0
+         OR (c.reltuples = 0
+             AND greatest(s.last_analyze, s.last_autoanalyze) IS NOT NULL)
+         OR (col.total = col.with_stats
+             AND ext.total = ext.built
+             AND (c.reltuples >= 0 OR c.relkind = 'p'))    AS has_statistics,
+       col.total                                          AS columns,
+       col.with_stats                                     AS columns_with_stats,
+       ext.total                                          AS ext_stats,
+       ext.built                                          AS ext_stats_built,
+       greatest(s.last_analyze, s.last_autoanalyze, ours.analyzed_at)
+                                                          AS last_analyzed,
+       CASE
+         WHEN ours.analyzed_at IS NOT NULL
+              AND ours.analyzed_at >= coalesce(greatest(s.last_analyze, s.last_autoanalyze), '-infinity')
+           THEN 'upgrade_assist'
+         WHEN s.last_autoanalyze IS NOT NULL
+              AND s.last_autoanalyze >= coalesce(s.last_analyze, '-infinity')
+           THEN 'autovacuum'
+         WHEN s.last_analyze IS NOT NULL THEN 'ANALYZE'
+         WHEN col.with_stats > 0 THEN 'unknown (carried by pg_upgrade or before a stats reset)'
+       END                                                AS analyzed_by,
+       sz.pages,
+       sz.pages::numeric * current_setting('block_size')::integer AS size_bytes,
+       CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples END AS rows_estimate
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  CROSS JOIN LATERAL (
+       SELECT count(*)::integer AS total,
+              count(*) FILTER (WHERE EXISTS (
+                  SELECT FROM pg_catalog.pg_statistic st
+                   WHERE st.starelid = a.attrelid AND st.staattnum = a.attnum
+                     AND st.stainherit = (c.relkind = 'p')))::integer AS with_stats
+         FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+          AND coalesce(a.attstattarget::integer, -1) <> 0) col
+  CROSS JOIN LATERAL (
+       SELECT count(*)::integer AS total,
+              count(*) FILTER (WHERE EXISTS (
+                  -- Before 14 the row exists, empty, from CREATE STATISTICS
+                  -- on; the kinds' columns differ between releases.
+                  SELECT FROM pg_catalog.pg_statistic_ext_data d,
+                         pg_catalog.jsonb_each(pg_catalog.to_jsonb(d) - 'stxoid' - 'stxdinherit') j
+                   WHERE d.stxoid = x.oid AND j.value <> 'null'))::integer AS built
+         FROM pg_catalog.pg_statistic_ext x
+        WHERE x.stxrelid = c.oid) ext
+  CROSS JOIN LATERAL (
+       SELECT (CASE WHEN c.relkind = 'p' THEN
+                   (SELECT coalesce(sum(pg_catalog.pg_relation_size(t.relid)), 0)
+                      FROM pg_catalog.pg_partition_tree(c.oid) t WHERE t.isleaf)
+              ELSE pg_catalog.pg_relation_size(c.oid) END
+              / current_setting('block_size')::integer)::bigint AS pages) sz
+  LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = c.oid
+  LEFT JOIN LATERAL (
+       SELECT max(t.analyzed_at) AS analyzed_at
+         FROM upgrade_assist.stats_task t
+         JOIN upgrade_assist.stats_run r USING (run_id)
+        WHERE t.relid = c.oid
+          AND r.origin = (SELECT system_identifier FROM pg_catalog.pg_control_system())) ours
+    ON true
+ WHERE c.relkind IN ('r', 'm', 'p')
+   AND c.relpersistence <> 't'
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname !~ '^pg_toast'
+   -- the rebuild's own bookkeeping, which it changes while it runs
+   AND c.oid NOT IN ('upgrade_assist.stats_run'::regclass,
+                     'upgrade_assist.stats_task'::regclass);
+
+CREATE FUNCTION upgrade_assist.rebuild_stats(
+    stages integer[] DEFAULT '{1,10,-1}',
+    jobs integer DEFAULT 2,
+    only_missing boolean DEFAULT true)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'rebuild_stats'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+CREATE FUNCTION upgrade_assist.cancel_stats_rebuild()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'cancel_stats_rebuild'
+LANGUAGE C VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+
+-- The workers of the running rebuild, from shared memory.
+CREATE FUNCTION upgrade_assist.stats_workers(
+    OUT run_id bigint,
+    OUT pid integer,
+    OUT relid oid,
+    OUT stage integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'stats_workers'
+LANGUAGE C VOLATILE;
+
+-- One row per run of this cluster, newest first.  Work is counted in pages
+-- plus one per table and stage, so that empty tables count too; a table's
+-- stage count only grows, so percent never goes backwards.
+CREATE VIEW upgrade_assist.stats_progress AS
+SELECT r.run_id AS run,
+       CASE WHEN r.state = 'running' AND w.workers = 0 THEN 'interrupted'
+            ELSE r.state END                              AS state,
+       CASE WHEN r.state <> 'running' THEN r.state
+            WHEN w.workers = 0 THEN 'interrupted'
+            WHEN t.min_stage >= array_length(r.stages, 1) THEN 'finishing'
+            ELSE 'analyzing' END                          AS phase,
+       least(t.min_stage + 1, array_length(r.stages, 1))  AS stage,
+       array_length(r.stages, 1)                          AS stages,
+       r.stages[least(t.min_stage + 1, array_length(r.stages, 1))] AS stage_target,
+       t.tables_total,
+       count_done.tables_done,
+       t.pages_total * array_length(r.stages, 1)          AS pages_total,
+       t.pages_done,
+       round(100 * t.work_done / nullif(t.work_total, 0), 2) AS percent,
+       coalesce(r.ended_at, now()) - r.started_at          AS elapsed,
+       CASE WHEN t.work_done >= t.work_total THEN interval '0'
+            WHEN t.work_done > r.work_at_start
+             AND extract(epoch FROM now() - r.started_at) > 0
+             AND r.state = 'running' AND w.workers > 0
+            THEN make_interval(secs => ((t.work_total - t.work_done)
+                   / ((t.work_done - r.work_at_start)
+                      / extract(epoch FROM now() - r.started_at)))::double precision)
+       END                                                AS estimated_left,
+       w.workers,
+       w.analyzing,
+       t.deferred,
+       r.jobs,
+       r.only_missing,
+       r.started_by,
+       r.started_at,
+       r.ended_at,
+       r.resumed_from
+  FROM upgrade_assist.stats_run r
+  CROSS JOIN LATERAL (
+       SELECT count(*)::integer AS tables_total,
+              coalesce(min(k.stage_done), array_length(r.stages, 1)) AS min_stage,
+              coalesce(sum(k.pages), 0) AS pages_total,
+              coalesce(sum(k.pages * k.stage_done), 0) AS pages_done,
+              coalesce(sum((k.pages + 1) * k.stage_done), 0)::numeric AS work_done,
+              coalesce(sum((k.pages + 1) * array_length(r.stages, 1)), 0)::numeric AS work_total,
+              count(*) FILTER (WHERE k.retry_at > now()
+                               AND k.stage_done < array_length(r.stages, 1))::integer AS deferred
+         FROM upgrade_assist.stats_task k WHERE k.run_id = r.run_id) t
+  CROSS JOIN LATERAL (
+       SELECT count(*) FILTER (WHERE k.stage_done >= least(t.min_stage + 1, array_length(r.stages, 1)))::integer
+              AS tables_done
+         FROM upgrade_assist.stats_task k WHERE k.run_id = r.run_id) count_done
+  CROSS JOIN LATERAL (
+       SELECT count(*)::integer AS workers,
+              array_agg(sw.relid::regclass ORDER BY sw.pid)
+                  FILTER (WHERE sw.relid <> 0) AS analyzing
+         FROM upgrade_assist.stats_workers() sw WHERE sw.run_id = r.run_id) w
+ WHERE r.origin = (SELECT system_identifier FROM pg_catalog.pg_control_system())
+ ORDER BY r.run_id DESC;
+
+REVOKE ALL ON upgrade_assist.stats_run FROM PUBLIC;
+REVOKE ALL ON upgrade_assist.stats_task FROM PUBLIC;
+GRANT SELECT ON upgrade_assist.stats_run, upgrade_assist.stats_task TO pg_monitor;
+REVOKE ALL ON FUNCTION upgrade_assist.rebuild_stats(integer[], integer, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.cancel_stats_rebuild() FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.stats_workers() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION upgrade_assist.stats_workers() TO pg_monitor;
+REVOKE ALL ON upgrade_assist.stats_progress FROM PUBLIC;
+GRANT SELECT ON upgrade_assist.stats_progress TO pg_monitor;
+REVOKE ALL ON upgrade_assist.stats_coverage FROM PUBLIC;
+GRANT SELECT ON upgrade_assist.stats_coverage TO pg_monitor;

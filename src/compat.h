@@ -189,4 +189,15 @@ ua_find_guc(const char *name)
 #define F_NEXTVAL F_NEXTVAL_OID
 #endif
 
+/*
+ * PostgreSQL 18 added ANALYZE ONLY: a partitioned table's own (inheritance)
+ * statistics without analyzing every partition again.  Before 18, ANALYZE of
+ * a partitioned table always recurses into its partitions.
+ */
+#if PG_VERSION_NUM >= 180000
+#define UA_ANALYZE_ONLY(relkind) ((relkind) == RELKIND_PARTITIONED_TABLE ? "ONLY " : "")
+#else
+#define UA_ANALYZE_ONLY(relkind) ""
+#endif
+
 #endif							/* UA_COMPAT_H */

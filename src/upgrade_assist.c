@@ -63,6 +63,7 @@ ua_request_shmem(void)
 	RequestAddinShmemSpace(ua_shmem_size());
 	RequestNamedLWLockTranche("upgrade_assist", 1);
 	ua_fence_shmem_request();
+	ua_stats_shmem_request();
 }
 
 #ifdef UA_HAVE_SHMEM_REQUEST_HOOK
@@ -97,6 +98,7 @@ ua_shmem_startup(void)
 		ua_heartbeat_load(true);
 	}
 	ua_fence_shmem_startup();
+	ua_stats_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 

@@ -135,6 +135,11 @@ extern void ua_heartbeat_register_launcher(void);
 PGDLLEXPORT void ua_heartbeat_launcher_main(Datum main_arg);
 PGDLLEXPORT void ua_heartbeat_worker_main(Datum main_arg);
 
+/* stats.c */
+extern void ua_stats_shmem_request(void);
+extern void ua_stats_shmem_startup(void);
+PGDLLEXPORT void ua_stats_worker_main(Datum main_arg);
+
 /* upgrade_assist.c */
 extern UaShared *ua_shared;
 extern int	ua_connect_timeout;
