@@ -197,12 +197,8 @@ ua_hb_connect_begin(void)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = ua_recover_from_error(cxt);
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
 		ua_hb_disconnect(edata->message);
 	}
 	PG_END_TRY();
@@ -228,12 +224,8 @@ ua_hb_connect_done(void)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = ua_recover_from_error(cxt);
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
 		ua_hb_disconnect(edata->message);
 		ok = false;
 	}
@@ -286,13 +278,8 @@ ua_hb_beat(void)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = ua_recover_from_error(cxt);
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		pgstat_report_activity(STATE_IDLE, NULL);
 		ereport(LOG,
 				(errmsg("upgrade_assist heartbeat could not write a marker: %s",
 						edata->message)));
@@ -370,13 +357,8 @@ ua_hb_prune(void)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = ua_recover_from_error(cxt);
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		pgstat_report_activity(STATE_IDLE, NULL);
 		ereport(LOG,
 				(errmsg("upgrade_assist heartbeat could not prune markers: %s",
 						edata->message)));

@@ -19,7 +19,9 @@
  */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
+#include "pgstat.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
@@ -223,4 +225,24 @@ ua_ms_until(TimestampTz deadline)
 	if (deadline <= now)
 		return 0;
 	return (long) ((deadline - now + 999) / 1000);
+}
+
+/*
+ * ua_recover_from_error
+ *		For a background worker's PG_CATCH block: switch back to cxt (where
+ *		the worker keeps its loop's memory), take the error out of the error
+ *		state, abort whatever transaction was open, report the worker idle,
+ *		and return the error for the caller to record.  The worker goes on.
+ */
+ErrorData *
+ua_recover_from_error(MemoryContext cxt)
+{
+	ErrorData  *edata;
+
+	MemoryContextSwitchTo(cxt);
+	edata = CopyErrorData();
+	FlushErrorState();
+	AbortOutOfAnyTransaction();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return edata;
 }

@@ -147,6 +147,7 @@ extern int	ua_writer_idle_timeout;
 extern void ua_require_shared(void);
 extern int64 ua_interval_to_ms(Interval *iv, const char *argname);
 extern long ua_ms_until(TimestampTz deadline);
+extern ErrorData *ua_recover_from_error(MemoryContext cxt);
 
 /* remote.c */
 extern void ua_peer_check(const char *peer);

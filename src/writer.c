@@ -368,13 +368,8 @@ ua_writer_commit(int *idx, char **kinds, int64 *seqs, int n)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
+		ErrorData  *edata = ua_recover_from_error(cxt);
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		AbortOutOfAnyTransaction();
-		pgstat_report_activity(STATE_IDLE, NULL);
 		ereport(LOG,
 				(errmsg("upgrade_assist marker writer could not commit markers: %s",
 						edata->message)));
