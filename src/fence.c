@@ -747,10 +747,10 @@ ua_ProcessUtility(UA_PROCESS_UTILITY_ARGS_DECL)
  *		Before PostgreSQL 16 the large-object functions wrote in read-only
  *		transactions; refuse them by name while fenced.
  */
+#if !UA_LO_CHECKS_READ_ONLY
 static void
 ua_refuse_large_object_write(Oid funcid)
 {
-#if !UA_LO_CHECKS_READ_ONLY
 	static const char *const writers[] = {
 		"lo_creat", "lo_create", "lo_import", "lo_unlink", "lowrite", "lo_put",
 		"lo_from_bytea", "lo_truncate", "lo_truncate64"
@@ -760,7 +760,7 @@ ua_refuse_large_object_write(Oid funcid)
 	if (get_func_namespace(funcid) != PG_CATALOG_NAMESPACE)
 		return;
 	name = get_func_name(funcid);
-	for (int i = 0; name && i < lengthof(writers); i++)
+	for (int i = 0; name && i < (int) lengthof(writers); i++)
 		if (strcmp(name, writers[i]) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
@@ -768,8 +768,8 @@ ua_refuse_large_object_write(Oid funcid)
 							ua_fence_reason_copy(), name),
 					 errdetail_internal("%s", ua_fence_detail()),
 					 errhint(UA_FENCE_HINT)));
-#endif
 }
+#endif
 
 /*
  * ua_object_access
@@ -783,7 +783,11 @@ ua_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 	if (prev_object_access)
 		prev_object_access(access, classId, objectId, subId, arg);
 	if (access == OAT_FUNCTION_EXECUTE && ua_fence_check(true))
+	{
+#if !UA_LO_CHECKS_READ_ONLY
 		ua_refuse_large_object_write(objectId);
+#endif
+	}
 }
 
 /*
@@ -834,7 +838,7 @@ ua_check_default_transaction_read_only(bool *newval, void **extra, GucSource sou
  *		sees an ended transaction as disarmed-but-running.
  */
 static void
-ua_fence_xact_callback(XactEvent event, void *arg)
+ua_fence_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	switch (event)
 	{
@@ -860,7 +864,8 @@ ua_fence_xact_callback(XactEvent event, void *arg)
  *		Check hook of upgrade_assist.fence_exempt_roles: a list of role names.
  */
 static bool
-ua_check_exempt_roles(char **newval, void **extra, GucSource source)
+ua_check_exempt_roles(char **newval, void **extra pg_attribute_unused(),
+					  GucSource source pg_attribute_unused())
 {
 	char	   *raw = pstrdup(*newval);
 	List	   *names;
@@ -878,7 +883,7 @@ ua_check_exempt_roles(char **newval, void **extra, GucSource source)
  *		Forget the cached role exemption when the list changes.
  */
 static void
-ua_assign_exempt_roles(const char *newval, void *extra)
+ua_assign_exempt_roles(const char *newval pg_attribute_unused(), void *extra pg_attribute_unused())
 {
 	ua_role_exempt = -1;
 }

@@ -551,7 +551,7 @@ ua_hb_start_worker(Oid dboid)
  *		before_shmem_exit callback of the launcher.
  */
 static void
-ua_hb_launcher_detach(int code, Datum arg)
+ua_hb_launcher_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
 	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
 	if (ua_shared->hb_launcher == MyProc)
@@ -564,7 +564,7 @@ ua_hb_launcher_detach(int code, Datum arg)
  *		Entry point of the heartbeat launcher.
  */
 void
-ua_heartbeat_launcher_main(Datum main_arg)
+ua_heartbeat_launcher_main(Datum main_arg pg_attribute_unused())
 {
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);

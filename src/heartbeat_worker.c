@@ -105,7 +105,7 @@ static bool hb_wrote_a_beat = false;
  *		a failure when the worker died before its first beat.
  */
 static void
-ua_hb_detach(int code, Datum arg)
+ua_hb_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
 	PGPROC	   *launcher;
 

@@ -194,7 +194,8 @@ upgrade_assist_fdw_validator(PG_FUNCTION_ARGS)
  *		connection is stale and is replaced at its next use.
  */
 static void
-ua_conn_invalidate(Datum arg, int cacheid, uint32 hashvalue)
+ua_conn_invalidate(Datum arg pg_attribute_unused(), int cacheid pg_attribute_unused(),
+				   uint32 hashvalue pg_attribute_unused())
 {
 	HASH_SEQ_STATUS status;
 	UaConnEntry *entry;
@@ -326,7 +327,7 @@ ua_connect_start(const UaPeer *peer, TimestampTz deadline,
 	{
 		DefElem    *def = (DefElem *) lfirst(lc);
 
-		if (n >= lengthof(keywords) - 8)
+		if (n >= (int) lengthof(keywords) - 8)
 			break;
 		if (strcmp(def->defname, "connect_timeout") == 0)
 			connect_timeout = atoi(defGetString(def));
@@ -339,7 +340,7 @@ ua_connect_start(const UaPeer *peer, TimestampTz deadline,
 	{
 		DefElem    *def = (DefElem *) lfirst(lc);
 
-		if (n >= lengthof(keywords) - 8)
+		if (n >= (int) lengthof(keywords) - 8)
 			break;
 		keywords[n] = def->defname;
 		values[n++] = defGetString(def);

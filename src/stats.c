@@ -597,7 +597,7 @@ rebuild_stats(PG_FUNCTION_ARGS)
 						(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 						 errmsg("could not start any statistics worker"),
 						 errhint("Raise max_worker_processes.")));
-			if (started < jobs && started < ntasks)
+			if (started < jobs && (uint64) started < ntasks)
 				ereport(NOTICE,
 						(errmsg("started %d of %d statistics workers", started, jobs),
 						 errhint("Raise max_worker_processes.")));
@@ -743,7 +743,7 @@ stats_workers(PG_FUNCTION_ARGS)
  *		once the last worker is gone.
  */
 static void
-ua_stats_worker_detach(int code, Datum arg)
+ua_stats_worker_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
 	LWLockAcquire(ua_stats->lock, LW_EXCLUSIVE);
 	if (ua_stats_my_slot >= 0 &&

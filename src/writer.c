@@ -249,7 +249,7 @@ ua_marker_request_end(void)
  *		fail whatever it had taken but not finished, so nobody waits for it.
  */
 static void
-ua_writer_detach(int code, Datum arg)
+ua_writer_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
 	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < UA_MAX_DATABASES; i++)
