@@ -1341,36 +1341,6 @@ ua_drain(int64 drain_ms)
  */
 
 /*
- * ua_materialize_srf
- *		Set up fcinfo's ReturnSetInfo for a materialized result; returns the
- *		tuplestore and sets *tupdesc.
- */
-static Tuplestorestate *
-ua_materialize_srf(FunctionCallInfo fcinfo, TupleDesc *tupdesc)
-{
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	MemoryContext old;
-	Tuplestorestate *store;
-
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		!(rsinfo->allowedModes & SFRM_Materialize))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("set-valued function called in context that cannot accept a set")));
-	if (get_call_result_type(fcinfo, NULL, tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
-
-	old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	*tupdesc = CreateTupleDescCopy(*tupdesc);
-	store = tuplestore_begin_heap(true, false, work_mem);
-	MemoryContextSwitchTo(old);
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = store;
-	rsinfo->setDesc = *tupdesc;
-	return store;
-}
-
-/*
  * fence(reason text, drain_timeout interval, auto_unfence_after interval)
  *		returns setof (pid, database, role, application_name, outcome, waited)
  *

@@ -414,22 +414,14 @@ ua_hb_interval(int64 us)
 Datum
 sync_status_rows(PG_FUNCTION_ARGS)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	TupleDesc	tupdesc;
 	Tuplestorestate *store;
-	MemoryContext oldcxt;
 	UaDatabaseSlot *copy;
 	int			n = 0;
 	TimestampTz now = GetCurrentTimestamp();
 
 	ua_require_shared();
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		!(rsinfo->allowedModes & SFRM_Materialize))
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("set-valued function called in context that cannot accept a set")));
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
+	store = ua_materialize_srf(fcinfo, &tupdesc);
 
 	/* Copy under the lock, build rows after. */
 	copy = palloc(sizeof(UaDatabaseSlot) * UA_MAX_DATABASES);
@@ -438,11 +430,6 @@ sync_status_rows(PG_FUNCTION_ARGS)
 		if (ua_shared->dbs[i].dboid != InvalidOid && ua_shared->dbs[i].hb.configured)
 			copy[n++] = ua_shared->dbs[i];
 	LWLockRelease(ua_shared->lock);
-
-	oldcxt = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	tupdesc = CreateTupleDescCopy(tupdesc);
-	store = tuplestore_begin_heap(true, false, work_mem);
-	MemoryContextSwitchTo(oldcxt);
 
 	for (int i = 0; i < n; i++)
 	{
@@ -499,10 +486,6 @@ sync_status_rows(PG_FUNCTION_ARGS)
 		values[15] = ua_hb_interval(hb->every_ms * 1000);
 		tuplestore_putvalues(store, tupdesc, values, nulls);
 	}
-
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = store;
-	rsinfo->setDesc = tupdesc;
 	return (Datum) 0;
 }
 

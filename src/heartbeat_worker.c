@@ -242,6 +242,43 @@ ua_hb_connect_done(void)
 }
 
 /*
+ * ua_hb_xact_begin
+ *		Start a transaction of the worker's own work, with a snapshot.
+ *		Returns false when the extension is no longer installed (nothing to
+ *		do); otherwise SPI is connected and the activity reported.  Either
+ *		way the caller ends with ua_hb_xact_end(returned value, ...).
+ */
+static bool
+ua_hb_xact_begin(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (!OidIsValid(get_extension_oid("upgrade_assist", true)))
+		return false;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	pgstat_report_activity(STATE_RUNNING, activity);
+	return true;
+}
+
+/*
+ * ua_hb_xact_end
+ *		Commit what ua_hb_xact_begin started and return to the loop's memory
+ *		context cxt (commit leaves TopMemoryContext current).
+ */
+static void
+ua_hb_xact_end(bool spi_connected, MemoryContext cxt)
+{
+	if (spi_connected)
+		SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(cxt);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
  * ua_hb_beat
  *		Commit one heartbeat marker and queue it for confirmation.  Returns
  *		false when the extension is gone from the database (the worker must
@@ -257,24 +294,13 @@ ua_hb_beat(void)
 
 	PG_TRY();
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		if (!OidIsValid(get_extension_oid("upgrade_assist", true)))
-			installed = false;
-		else
+		installed = ua_hb_xact_begin("writing a heartbeat marker");
+		if (installed)
 		{
-			if (SPI_connect() != SPI_OK_CONNECT)
-				elog(ERROR, "SPI_connect failed");
-			pgstat_report_activity(STATE_RUNNING, "writing a heartbeat marker");
 			ua_insert_marker("heartbeat", NULL, 0, &m);
-			SPI_finish();
 			written = true;
 		}
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		MemoryContextSwitchTo(cxt);
-		pgstat_report_activity(STATE_IDLE, NULL);
+		ua_hb_xact_end(installed, cxt);
 	}
 	PG_CATCH();
 	{
@@ -331,14 +357,10 @@ ua_hb_prune(void)
 		Datum		values[2];
 		TimestampTz cutoff;
 
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		PushActiveSnapshot(GetTransactionSnapshot());
-		if (OidIsValid(get_extension_oid("upgrade_assist", true)))
+		bool		installed = ua_hb_xact_begin("pruning heartbeat markers");
+
+		if (installed)
 		{
-			if (SPI_connect() != SPI_OK_CONNECT)
-				elog(ERROR, "SPI_connect failed");
-			pgstat_report_activity(STATE_RUNNING, "pruning heartbeat markers");
 			cutoff = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												 -1000 * (int64) ua_heartbeat_retention_s);
 			values[0] = Int64GetDatum(ua_origin());
@@ -348,12 +370,8 @@ ua_hb_prune(void)
 									  " AND written_at < $2",
 									  2, types, values, NULL, false, 0) != SPI_OK_DELETE)
 				elog(ERROR, "pruning heartbeat markers failed");
-			SPI_finish();
 		}
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		MemoryContextSwitchTo(cxt);
-		pgstat_report_activity(STATE_IDLE, NULL);
+		ua_hb_xact_end(installed, cxt);
 	}
 	PG_CATCH();
 	{

@@ -181,35 +181,34 @@ ua_next_marker_seq(void)
 	UaDatabaseSlot *slot;
 	Oid			relid = ua_marker_relid();
 	int64		seq;
-	bool		known;
+	int64		maxseq;
 
 	ua_require_shared();
 
+	/* The common case: one trip through the lock. */
 	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
 	slot = ua_db_slot();
-	known = slot->seq_known && slot->marker_relid == relid;
+	if (slot->seq_known && slot->marker_relid == relid)
+	{
+		seq = slot->next_seq++;
+		LWLockRelease(ua_shared->lock);
+		return seq;
+	}
 	LWLockRelease(ua_shared->lock);
 
 	/*
 	 * First use since the server started, or the table was recreated (DROP
-	 * and CREATE EXTENSION, perhaps with restored rows): read the table.
-	 * Outside the lock; never move the counter backwards.
+	 * and CREATE EXTENSION, perhaps with restored rows): read the table,
+	 * outside the lock, and never move the counter backwards.
 	 */
-	if (!known)
-	{
-		int64		maxseq = ua_marker_max_seq();
-
-		LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-		slot = ua_db_slot();
-		if (!slot->seq_known || slot->next_seq <= maxseq)
-			slot->next_seq = maxseq + 1;
-		slot->seq_known = true;
-		slot->marker_relid = relid;
-		LWLockRelease(ua_shared->lock);
-	}
+	maxseq = ua_marker_max_seq();
 
 	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
 	slot = ua_db_slot();
+	if (!slot->seq_known || slot->next_seq <= maxseq)
+		slot->next_seq = maxseq + 1;
+	slot->seq_known = true;
+	slot->marker_relid = relid;
 	seq = slot->next_seq++;
 	LWLockRelease(ua_shared->lock);
 	return seq;

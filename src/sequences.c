@@ -886,11 +886,9 @@ ua_text_array(List *items)
 static Datum
 ua_sequences(FunctionCallInfo fcinfo, bool apply)
 {
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *source = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	int64		margin;
 	MemoryContext cxt = CurrentMemoryContext;
-	MemoryContext old;
 	TupleDesc	tupdesc;
 	Tuplestorestate *store;
 	HTAB	   *byname;
@@ -908,13 +906,7 @@ ua_sequences(FunctionCallInfo fcinfo, bool apply)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("margin must not be negative"),
 				 errdetail("A sequence is never moved backwards.")));
-	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
-		(rsinfo->allowedModes & SFRM_Materialize) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("set-valued function called in context that cannot accept a set")));
-	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
-		elog(ERROR, "return type must be a row type");
+	store = ua_materialize_srf(fcinfo, &tupdesc);
 	if (apply)
 	{
 		PreventCommandIfReadOnly("sync_sequences()");
@@ -948,13 +940,6 @@ ua_sequences(FunctionCallInfo fcinfo, bool apply)
 			if (strcmp(seqs[i].action, "none") != 0)
 				ua_restart(&seqs[i]);
 
-	old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-	tupdesc = CreateTupleDescCopy(tupdesc);
-	store = tuplestore_begin_heap(true, false, work_mem);
-	MemoryContextSwitchTo(old);
-	rsinfo->returnMode = SFRM_Materialize;
-	rsinfo->setResult = store;
-	rsinfo->setDesc = tupdesc;
 
 	for (int i = 0; i < nseqs; i++)
 	{

@@ -21,6 +21,8 @@
 
 #include "access/xact.h"
 #include "fmgr.h"
+#include "utils/tuplestore.h"
+#include "funcapi.h"
 #include "pgstat.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
@@ -245,4 +247,34 @@ ua_recover_from_error(MemoryContext cxt)
 	AbortOutOfAnyTransaction();
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return edata;
+}
+
+/*
+ * ua_materialize_srf
+ *		Set up fcinfo's ReturnSetInfo for a materialized result; returns the
+ *		tuplestore and sets *tupdesc.
+ */
+Tuplestorestate *
+ua_materialize_srf(FunctionCallInfo fcinfo, TupleDesc *tupdesc)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	MemoryContext old;
+	Tuplestorestate *store;
+
+	if (rsinfo == NULL || !IsA(rsinfo, ReturnSetInfo) ||
+		!(rsinfo->allowedModes & SFRM_Materialize))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("set-valued function called in context that cannot accept a set")));
+	if (get_call_result_type(fcinfo, NULL, tupdesc) != TYPEFUNC_COMPOSITE)
+		elog(ERROR, "return type must be a row type");
+
+	old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
+	*tupdesc = CreateTupleDescCopy(*tupdesc);
+	store = tuplestore_begin_heap(true, false, work_mem);
+	MemoryContextSwitchTo(old);
+	rsinfo->returnMode = SFRM_Materialize;
+	rsinfo->setResult = store;
+	rsinfo->setDesc = *tupdesc;
+	return store;
 }

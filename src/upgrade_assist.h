@@ -15,7 +15,10 @@
 
 #include "access/xlogdefs.h"
 #include "datatype/timestamp.h"
+#include "fmgr.h"
 #include "libpq-fe.h"
+#include "access/tupdesc.h"
+#include "utils/tuplestore.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 
@@ -148,6 +151,7 @@ extern void ua_require_shared(void);
 extern int64 ua_interval_to_ms(Interval *iv, const char *argname);
 extern long ua_ms_until(TimestampTz deadline);
 extern ErrorData *ua_recover_from_error(MemoryContext cxt);
+extern Tuplestorestate *ua_materialize_srf(FunctionCallInfo fcinfo, TupleDesc *tupdesc);
 
 /* remote.c */
 extern void ua_peer_check(const char *peer);
