@@ -46,11 +46,7 @@ SELECT pg_reload_conf();
 # Logical replication old -> new of the user table and the markers.
 $new->safe_psql('postgres', 'CREATE TABLE public.items (id int PRIMARY KEY, v text)');
 $old->safe_psql('postgres', 'CREATE PUBLICATION ua_pub FOR ALL TABLES');
-$new->safe_psql('postgres',
-	"CREATE SUBSCRIPTION ua_sub CONNECTION 'host="
-	  . $old->host . ' port=' . $old->port
-	  . " dbname=postgres' PUBLICATION ua_pub");
-UATest::wait_for_sync($new, 'ua_sub');
+UATest::subscribe($new, $old, 'ua_sub', 'ua_pub');
 
 # ---------------------------------------------------------------------------
 # Every write path and every bypass gives 25006

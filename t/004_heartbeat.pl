@@ -31,11 +31,7 @@ $old->reload;
 my $origin = UATest::system_identifier($old);
 
 $old->safe_psql('postgres', 'CREATE PUBLICATION ua_pub FOR ALL TABLES');
-$new->safe_psql('postgres',
-	"CREATE SUBSCRIPTION ua_sub CONNECTION 'host="
-	  . $old->host . ' port=' . $old->port
-	  . " dbname=postgres' PUBLICATION ua_pub");
-UATest::wait_for_sync($new, 'ua_sub');
+UATest::subscribe($new, $old, 'ua_sub', 'ua_pub');
 UATest::create_peer($old, 'new_peer', $new);
 
 sub status
