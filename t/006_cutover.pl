@@ -1,0 +1,375 @@
+
+# Copyright (c) upgrade_assist contributors
+
+# cutover() between two real clusters: 'old' (UA_OLD_INSTALL when set,
+# another major version) replicates to 'new', set up as README says
+# (UATest::cutover_pair).
+#
+# Under load: four writers insert on old, the cutover moves them to new, the
+# rollback (cutover on new) moves them back, and in the end every write the
+# servers acknowledged is on both clusters exactly once, no sequence handed
+# out a key twice, and no replication slot is left that no subscription uses.
+#
+# Faults, on a second pair, each paused before its step with
+# upgrade_assist.cutover_pause_before: the peer stopped before each step that
+# needs it, the caller cancelled, the caller terminated, a lag above max_lag,
+# and a dry run.  After each: old writable, new still fenced, forward
+# replication working, no row lost, nothing of the attempt left on old; and
+# a last cutover on that pair succeeds.
+
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use UATest;
+
+my @STEPS = (
+	'checks', 'lag check',
+	'fence', 'drain',
+	'final marker', 'wait for marker',
+	'sync sequences', 'reverse replication',
+	'reverse round trip', 'unfence peer');
+
+# Call cutover on node and wait for it; returns psql's result (see
+# UATest::sql_result) and the steps.
+sub cutover
+{
+	my ($node, $peer, %args) = @_;
+	my $r = UATest::sql_result($node, UATest::cutover_sql($peer, %args));
+	return ($r, UATest::cutover_steps($r->{stdout}));
+}
+
+sub step_list
+{
+	return join(', ', map { "$_->{step}=$_->{status}" } @_);
+}
+
+# The steps of a cutover that failed at $failed (undef: that succeeded), as
+# step_list gives them.
+sub expected_steps
+{
+	my ($failed) = @_;
+	my @list;
+	my $state = 'done';
+	for my $step (@STEPS)
+	{
+		if (defined $failed && $step eq $failed)
+		{
+			push @list, "$step=failed";
+			$state = 'skipped';
+			next;
+		}
+		push @list, "$step=$state";
+	}
+	push @list, defined $failed ? 'abort=done' : 'cleanup=done';
+	return join(', ', @list);
+}
+
+sub steps_are
+{
+	my ($steps, $failed, $what) = @_;
+	is(step_list(@$steps), expected_steps($failed), $what)
+	  or diag(join("\n", map { "$_->{step}: $_->{status}: $_->{detail}" } @$steps));
+	return;
+}
+
+sub fenced
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres', 'SELECT fenced FROM upgrade_assist.fence_status');
+}
+
+# The newest history row on node for peer: outcome, failed step, whether a
+# blackout was recorded.
+sub history
+{
+	my ($node, $peer) = @_;
+	return $node->safe_psql(
+		'postgres', qq{
+SELECT concat_ws('|', outcome, coalesce(failed_step, '-'),
+                 coalesce((blackout > interval '0')::text, 'none'))
+  FROM upgrade_assist.cutover_history
+ WHERE peer = '$peer' ORDER BY attempt DESC LIMIT 1});
+}
+
+sub round_trip_ok
+{
+	my ($node, $peer, $what) = @_;
+	my $r = UATest::sql_result($node,
+		"SELECT latency >= interval '0' FROM upgrade_assist.round_trip('$peer', '60s')");
+	is($r->{stdout}, 't', $what) or diag($r->{stderr});
+	return;
+}
+
+sub no_orphan_slots
+{
+	my ($a, $b, $what) = @_;
+	is_deeply([ UATest::orphan_slots($a, $b) ], [],
+		"$what: no slot on " . $a->name . ' without a subscription');
+	is_deeply([ UATest::orphan_slots($b, $a) ], [],
+		"$what: no slot on " . $b->name . ' without a subscription');
+	return;
+}
+
+# ===========================================================================
+# Cutover and rollback under load, with a ledger of acknowledged writes
+# ===========================================================================
+my ($old, $new) = UATest::cutover_pair(old_install => $ENV{UA_OLD_INSTALL});
+note 'old: ' . $old->safe_psql('postgres', 'SELECT version()');
+note 'new: ' . $new->safe_psql('postgres', 'SELECT version()');
+is(fenced($new), 't', 'setup: new fenced until its cutover');
+is_deeply(UATest::ledger_rows($new), UATest::ledger_rows($old),
+	'setup: the initial copy carries the rows');
+
+# Wait until node holds at least n rows written on side.
+sub wait_written
+{
+	my ($node, $side, $n, $what) = @_;
+	ok( $node->poll_query_until(
+			'postgres', 'SELECT ' . UATest::ledger_count_sql($side) . " >= $n"),
+		$what);
+	return;
+}
+
+my $writers = UATest::start_writers(
+	sides => [ old => $old, new => $new ],
+	writers => 4,
+	max_inserts => 3000,
+	max_seconds => 150);
+
+wait_written($old, 'old', 40, 'writers write on old');
+my ($r, @steps) = cutover($old, 'new_side');
+is($r->{rc}, 0, 'cutover: returns') or diag($r->{stderr});
+steps_are(\@steps, undef, 'cutover: every step done, then cleanup');
+is(history($old, 'new_side'), 'succeeded|-|true', 'cutover: history succeeded, with a blackout');
+is(fenced($old) . fenced($new), 'tf', 'cutover: old fenced, new writable');
+is( $old->safe_psql('postgres',
+		q{SELECT count(*) FROM pg_subscription WHERE subname = 'upgrade_assist_cutover'}),
+	'1', 'cutover: the reverse subscription lives on old');
+is( $new->safe_psql('postgres',
+		q{SELECT count(*) FROM pg_subscription WHERE subname = 'upgrade'}),
+	'0', 'cutover: the forward subscription is dropped');
+no_orphan_slots($old, $new, 'after the cutover');
+
+wait_written($new, 'new', 40, 'writers continue on new');
+($r, @steps) = cutover($new, 'old_side');
+is($r->{rc}, 0, 'rollback: returns') or diag($r->{stderr});
+steps_are(\@steps, undef, 'rollback: every step done, then cleanup');
+is(history($new, 'old_side'), 'succeeded|-|true', 'rollback: history succeeded, with a blackout');
+is(fenced($old) . fenced($new), 'ft', 'rollback: old writable, new fenced');
+
+my $on_old = $old->safe_psql('postgres', 'SELECT ' . UATest::ledger_count_sql('old'));
+wait_written($old, 'old', $on_old + 40, 'writers are back on old');
+my $ledger = UATest::stop_writers($writers);
+round_trip_ok($old, 'new_side', 'a final marker round trip old -> new');
+
+my %acked_on;
+$acked_on{ (split / /)[2] }++ for values %{ $ledger->{acked} };
+note sprintf(
+	'writers: %d rows acknowledged (%d on old, %d on new), %d uncertain, '
+	  . '%d refused by the fence, %d connections failed; %s',
+	scalar(keys %{ $ledger->{acked} }), $acked_on{old} // 0, $acked_on{new} // 0,
+	scalar(keys %{ $ledger->{uncertain} }), $ledger->{fenced}, $ledger->{noconn},
+	join('; ', @{ $ledger->{end} }));
+is_deeply($ledger->{failed}, [], 'every writer ended normally');
+is_deeply($ledger->{dup}, [], 'no insert failed on a duplicate key');
+is_deeply($ledger->{error}, [], 'no insert failed for another reason');
+ok($acked_on{old} && $acked_on{new}, 'writes acknowledged on both sides');
+is_deeply([ UATest::ledger_problems($ledger, $old) ], [],
+	'old: every acknowledged write exactly once');
+is_deeply([ UATest::ledger_problems($ledger, $new) ], [],
+	'new: every acknowledged write exactly once');
+is_deeply(UATest::ledger_rows($new), UATest::ledger_rows($old),
+	'old and new hold the same rows');
+is( $old->safe_psql('postgres',
+		'SELECT count(*) FROM public.t_shared_a JOIN public.t_shared_b USING (id)'),
+	'0', 'the shared sequence gave no key to both of its tables');
+no_orphan_slots($old, $new, 'after the rollback');
+
+$old->stop;
+$new->stop;
+
+# ===========================================================================
+# Faults, on a second pair
+# ===========================================================================
+my ($fo, $fn) = UATest::cutover_pair(
+	old_name => 'old_f',
+	new_name => 'new_f',
+	old_install => $ENV{UA_OLD_INSTALL});
+my $fault_rows = 0;
+
+sub resume
+{
+	return $fo->safe_psql('postgres', 'SELECT upgrade_assist.cutover_resume()');
+}
+
+# Start cutover on old in the background, paused before step; wait until it
+# is.  Returns the handle and the attempt.
+sub start_paused
+{
+	my ($step, $appname) = @_;
+	my $before = $fo->safe_psql('postgres',
+		'SELECT coalesce(max(attempt), 0) FROM upgrade_assist.cutover_history');
+	my $bg = UATest::bg_commands(
+		$fo, $appname,
+		"SET upgrade_assist.cutover_pause_before = '$step'",
+		UATest::cutover_sql('new_side'));
+	$fo->poll_query_until(
+		'postgres', qq{
+SELECT EXISTS (SELECT FROM upgrade_assist.cutover_progress
+                WHERE phase = 'paused before $step')
+    OR EXISTS (SELECT FROM upgrade_assist.cutover_history
+                WHERE attempt > $before AND outcome <> 'running')});
+	is($fo->safe_psql('postgres', 'SELECT phase FROM upgrade_assist.cutover_progress'),
+		"paused before $step", "$step: the cutover pauses before it");
+	my $attempt = $fo->safe_psql('postgres',
+		'SELECT attempt FROM upgrade_assist.cutover_progress');
+	return ($bg, $attempt || $before + 1);
+}
+
+# After an attempt that did not succeed: its history row says aborted (and
+# failed_step when given), nothing runs any more, old is writable and has no
+# reverse subscription left, new is still fenced.
+sub check_aborted
+{
+	my ($attempt, $failed, $what) = @_;
+	$fo->poll_query_until('postgres',
+		"SELECT outcome <> 'running' FROM upgrade_assist.cutover_history WHERE attempt = $attempt"
+	);
+	is( $fo->safe_psql(
+			'postgres',
+			"SELECT outcome FROM upgrade_assist.cutover_history WHERE attempt = $attempt"),
+		'aborted', "$what: history says aborted");
+	if (defined $failed)
+	{
+		is( $fo->safe_psql(
+				'postgres',
+				"SELECT failed_step FROM upgrade_assist.cutover_history WHERE attempt = $attempt"),
+			$failed, "$what: history names the failed step");
+	}
+	is($fo->safe_psql('postgres', 'SELECT count(*) FROM upgrade_assist.cutover_progress'),
+		'0', "$what: no attempt runs any more");
+	is(fenced($fo), 'f', "$what: old not fenced");
+	$fault_rows++;
+	my $r = UATest::sql_result($fo,
+		"INSERT INTO public.t_bigserial (tag, side) VALUES ('fault.$fault_rows', 'old')");
+	is($r->{rc}, 0, "$what: old writable") or diag($r->{stderr});
+	is( $fo->safe_psql(
+			'postgres',
+			q{SELECT count(*) FROM pg_subscription WHERE subname = 'upgrade_assist_cutover'}),
+		'0', "$what: no reverse subscription left on old");
+	return;
+}
+
+# With new up: forward replication works, new is still fenced, no row lost.
+sub check_forward
+{
+	my ($what) = @_;
+	round_trip_ok($fo, 'new_side', "$what: forward replication works");
+	is(fenced($fn), 't', "$what: new still fenced");
+	is_deeply(UATest::ledger_rows($fn), UATest::ledger_rows($fo),
+		"$what: no row lost");
+	return;
+}
+
+# ---------------------------------------------------------------------------
+# Dry run: reports, changes nothing
+# ---------------------------------------------------------------------------
+my %objects = (old => UATest::replication_objects($fo), new => UATest::replication_objects($fn));
+my $history_rows = $fo->safe_psql('postgres', 'SELECT count(*) FROM upgrade_assist.cutover_history');
+($r, @steps) = cutover($fo, 'new_side', dry_run => 'true');
+is($r->{rc}, 0, 'dry run: returns') or diag($r->{stderr});
+is( join(', ', map { $_->{step} } grep { $_->{step} ne 'cleanup' } @steps),
+	join(', ', @STEPS), 'dry run: every step reported');
+is( scalar(grep { $_->{status} ne 'done' && $_->{status} ne 'would do' } @steps),
+	0, 'dry run: no step failed or skipped')
+  or diag(step_list(@steps));
+ok(scalar(grep { $_->{status} eq 'would do' } @steps), "dry run: 'would do' rows");
+is(UATest::replication_objects($fo), $objects{old}, 'dry run: nothing changed on old');
+is(UATest::replication_objects($fn), $objects{new}, 'dry run: nothing changed on new');
+is($fo->safe_psql('postgres', 'SELECT count(*) FROM upgrade_assist.cutover_history'),
+	$history_rows, 'dry run: no history row');
+
+# ---------------------------------------------------------------------------
+# Lag above max_lag: nothing touched
+# ---------------------------------------------------------------------------
+$fn->safe_psql('postgres', 'ALTER SUBSCRIPTION upgrade DISABLE');
+$fn->poll_query_until('postgres',
+	q{SELECT count(*) = 0 FROM pg_stat_subscription WHERE subname = 'upgrade' AND pid IS NOT NULL}
+) or die 'apply worker did not stop';
+%objects = (old => UATest::replication_objects($fo), new => UATest::replication_objects($fn));
+($r, @steps) = cutover($fo, 'new_side', max_lag => '200ms');
+is($r->{rc}, 0, 'lag: returns') or diag($r->{stderr});
+steps_are(\@steps, 'lag check', "lag: 'lag check' failed");
+like($r->{stderr}, qr/WARNING/, 'lag: a warning');
+is(UATest::replication_objects($fo), $objects{old}, 'lag: nothing changed on old');
+is(UATest::replication_objects($fn), $objects{new}, 'lag: nothing changed on new');
+is(history($fo, 'new_side'), 'aborted|lag check|none', 'lag: history aborted at the lag check');
+$fn->safe_psql('postgres', 'ALTER SUBSCRIPTION upgrade ENABLE');
+UATest::wait_for_sync($fn, 'upgrade');
+check_forward('lag');
+
+# ---------------------------------------------------------------------------
+# The caller cancelled, then terminated, while the cutover is paused
+# ---------------------------------------------------------------------------
+for my $case (
+	[ 'cancelled', 'pg_cancel_backend', 'reverse round trip' ],
+	[ 'terminated', 'pg_terminate_backend', 'unfence peer' ])
+{
+	my ($what, $how, $step) = @$case;
+	my ($bg, $attempt) = start_paused($step, "ua_cutover_$what");
+	my $pid = UATest::backend_pid($fo, "ua_cutover_$what");
+	$fo->safe_psql('postgres', "SELECT $how($pid)");
+	ok(defined UATest::bg_finish($bg, 60), "caller $what: psql returns");
+	note "caller $what: " . $bg->{stdout} . $bg->{stderr};
+	check_aborted($attempt, undef, "caller $what");
+	is(resume(), 'f', "caller $what: nothing left paused");
+	is( $fn->safe_psql(
+			'postgres',
+			q{SELECT count(*) FROM pg_publication WHERE pubname = 'upgrade_assist_cutover'}),
+		'0', "caller $what: no reverse publication left on new");
+	no_orphan_slots($fo, $fn, "caller $what");
+	check_forward("caller $what");
+}
+
+# ---------------------------------------------------------------------------
+# The peer stopped before each step that needs it
+# ---------------------------------------------------------------------------
+my $n = 0;
+for my $step (
+	'final marker', 'wait for marker',
+	'sync sequences', 'reverse replication',
+	'reverse round trip', 'unfence peer')
+{
+	my $mode = $n++ % 2 ? 'immediate' : 'fast';
+	my $what = "peer stopped ($mode) before '$step'";
+	my ($bg, $attempt) = start_paused($step, "ua_cutover_$n");
+	$fn->stop($mode);
+	is(resume(), 't', "$what: resumed");
+	ok(defined UATest::bg_finish($bg, 120), "$what: cutover returns");
+	@steps = UATest::cutover_steps($bg->{stdout});
+	steps_are(\@steps, $step, "$what: '$step' failed, then abort");
+	like($bg->{stderr}, qr/WARNING/, "$what: a warning");
+	check_aborted($attempt, $step, $what);
+	$fn->start;
+	check_forward($what);
+	my @left = (UATest::orphan_slots($fo, $fn), UATest::orphan_slots($fn, $fo));
+	note "$what: slots without a subscription: @left" if @left;
+}
+
+# ---------------------------------------------------------------------------
+# After all that, the cutover succeeds
+# ---------------------------------------------------------------------------
+($r, @steps) = cutover($fo, 'new_side');
+steps_are(\@steps, undef, 'after the faults: the cutover succeeds');
+is(fenced($fo) . fenced($fn), 'tf', 'after the faults: old fenced, new writable');
+no_orphan_slots($fo, $fn, 'after the faults and a cutover');
+
+$fo->stop;
+$fn->stop;
+done_testing();
