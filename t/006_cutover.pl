@@ -10,12 +10,13 @@
 # servers acknowledged is on both clusters exactly once, no sequence handed
 # out a key twice, and no replication slot is left that no subscription uses.
 #
-# Faults, on a second pair, each paused before its step with
-# upgrade_assist.cutover_pause_before: the peer stopped before each step that
-# needs it, the caller cancelled, the caller terminated, a lag above max_lag,
-# and a dry run.  After each: old writable, new still fenced, forward
-# replication working, no row lost, nothing of the attempt left on old; and
-# a last cutover on that pair succeeds.
+# Faults, on a second pair: a dry run; a forward subscription that is
+# disabled and one whose apply is held up by a lock (lag above max_lag); then,
+# paused before their step with upgrade_assist.cutover_pause_before, the
+# caller cancelled, the caller terminated, and the peer stopped before each
+# step from the final marker on.  After each: old writable, new still
+# fenced, forward replication working, no row lost, nothing of the attempt
+# left on old; and a last cutover on that pair succeeds.
 
 use strict;
 use warnings;
@@ -197,10 +198,13 @@ $new->stop;
 # ===========================================================================
 # Faults, on a second pair
 # ===========================================================================
+# lag_locker: exempt from the fence on new (below), it holds up the apply.
 my ($fo, $fn) = UATest::cutover_pair(
 	old_name => 'old_f',
 	new_name => 'new_f',
-	old_install => $ENV{UA_OLD_INSTALL});
+	old_install => $ENV{UA_OLD_INSTALL},
+	setup => q{CREATE ROLE lag_locker LOGIN;
+	           GRANT UPDATE ON public.t_bigserial TO lag_locker;});
 my $fault_rows = 0;
 
 sub resume
@@ -296,12 +300,41 @@ is($fo->safe_psql('postgres', 'SELECT count(*) FROM upgrade_assist.cutover_histo
 	$history_rows, 'dry run: no history row');
 
 # ---------------------------------------------------------------------------
-# Lag above max_lag: nothing touched
+# Forward subscription disabled: the checks refuse, nothing touched
 # ---------------------------------------------------------------------------
 $fn->safe_psql('postgres', 'ALTER SUBSCRIPTION upgrade DISABLE');
 $fn->poll_query_until('postgres',
 	q{SELECT count(*) = 0 FROM pg_stat_subscription WHERE subname = 'upgrade' AND pid IS NOT NULL}
 ) or die 'apply worker did not stop';
+%objects = (old => UATest::replication_objects($fo), new => UATest::replication_objects($fn));
+($r, @steps) = cutover($fo, 'new_side', max_lag => '200ms');
+is($r->{rc}, 0, 'subscription disabled: returns') or diag($r->{stderr});
+steps_are(\@steps, 'checks', "subscription disabled: 'checks' failed");
+like($r->{stderr}, qr/WARNING/, 'subscription disabled: a warning');
+is(UATest::replication_objects($fo), $objects{old}, 'subscription disabled: nothing changed on old');
+is(UATest::replication_objects($fn), $objects{new}, 'subscription disabled: nothing changed on new');
+is(history($fo, 'new_side'), 'aborted|checks|none', 'subscription disabled: history aborted at the checks');
+$fn->safe_psql('postgres', 'ALTER SUBSCRIPTION upgrade ENABLE');
+UATest::wait_for_sync($fn, 'upgrade');
+check_forward('subscription disabled');
+
+# ---------------------------------------------------------------------------
+# Lag above max_lag: the apply on new waits for a lock, nothing touched
+# ---------------------------------------------------------------------------
+# Locking a table of new needs a session that writes through its fence.
+$fn->append_conf('postgresql.conf', "upgrade_assist.fence_exempt_roles = 'lag_locker'\n");
+$fn->reload;
+$fn->poll_query_until('postgres',
+	q{SELECT current_setting('upgrade_assist.fence_exempt_roles') = 'lag_locker'})
+  or die 'new did not reload';
+my $locker = $fn->background_psql('postgres', extra_params => [ '-U', 'lag_locker' ]);
+$locker->query_safe('BEGIN');
+$locker->query_safe('LOCK TABLE public.t_bigserial IN SHARE MODE');
+$fo->safe_psql('postgres',
+	q{INSERT INTO public.t_bigserial (tag, side) VALUES ('lag.1', 'old')});
+$fn->poll_query_until('postgres',
+	q{SELECT count(*) > 0 FROM pg_locks WHERE relation = 'public.t_bigserial'::regclass AND NOT granted}
+) or die 'the apply did not wait for the lock';
 %objects = (old => UATest::replication_objects($fo), new => UATest::replication_objects($fn));
 ($r, @steps) = cutover($fo, 'new_side', max_lag => '200ms');
 is($r->{rc}, 0, 'lag: returns') or diag($r->{stderr});
@@ -310,8 +343,8 @@ like($r->{stderr}, qr/WARNING/, 'lag: a warning');
 is(UATest::replication_objects($fo), $objects{old}, 'lag: nothing changed on old');
 is(UATest::replication_objects($fn), $objects{new}, 'lag: nothing changed on new');
 is(history($fo, 'new_side'), 'aborted|lag check|none', 'lag: history aborted at the lag check');
-$fn->safe_psql('postgres', 'ALTER SUBSCRIPTION upgrade ENABLE');
-UATest::wait_for_sync($fn, 'upgrade');
+$locker->query_safe('ROLLBACK');
+$locker->quit;
 check_forward('lag');
 
 # ---------------------------------------------------------------------------
@@ -340,12 +373,20 @@ for my $case (
 # ---------------------------------------------------------------------------
 # The peer stopped before each step that needs it
 # ---------------------------------------------------------------------------
+# The final marker is written here only: the peer gone before it fails the
+# wait for it.  An abort that cannot reach the peer leaves the reverse slot
+# there; the next attempt drops it (the last cutover below checks that none
+# is left).
 my $n = 0;
-for my $step (
-	'final marker', 'wait for marker',
-	'sync sequences', 'reverse replication',
-	'reverse round trip', 'unfence peer')
+for my $case (
+	[ 'final marker', 'wait for marker' ],
+	[ 'wait for marker', 'wait for marker' ],
+	[ 'sync sequences', 'sync sequences' ],
+	[ 'reverse replication', 'reverse replication' ],
+	[ 'reverse round trip', 'reverse round trip' ],
+	[ 'unfence peer', 'unfence peer' ])
 {
+	my ($step, $failing) = @$case;
 	my $mode = $n++ % 2 ? 'immediate' : 'fast';
 	my $what = "peer stopped ($mode) before '$step'";
 	my ($bg, $attempt) = start_paused($step, "ua_cutover_$n");
@@ -353,9 +394,9 @@ for my $step (
 	is(resume(), 't', "$what: resumed");
 	ok(defined UATest::bg_finish($bg, 120), "$what: cutover returns");
 	@steps = UATest::cutover_steps($bg->{stdout});
-	steps_are(\@steps, $step, "$what: '$step' failed, then abort");
+	steps_are(\@steps, $failing, "$what: '$failing' failed, then abort");
 	like($bg->{stderr}, qr/WARNING/, "$what: a warning");
-	check_aborted($attempt, $step, $what);
+	check_aborted($attempt, $failing, $what);
 	$fn->start;
 	check_forward($what);
 	my @left = (UATest::orphan_slots($fo, $fn), UATest::orphan_slots($fn, $fo));
