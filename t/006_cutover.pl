@@ -71,12 +71,13 @@ sub expected_steps
 	return join(', ', @list);
 }
 
+# Returns whether they are as expected.
 sub steps_are
 {
 	my ($steps, $failed, $what) = @_;
-	is(step_list(@$steps), expected_steps($failed), $what)
+	my $ok = is(step_list(@$steps), expected_steps($failed), $what)
 	  or diag(join("\n", map { "$_->{step}: $_->{status}: $_->{detail}" } @$steps));
-	return;
+	return $ok;
 }
 
 sub fenced
@@ -127,70 +128,81 @@ is(fenced($new), 't', 'setup: new fenced until its cutover');
 is_deeply(UATest::ledger_rows($new), UATest::ledger_rows($old),
 	'setup: the initial copy carries the rows');
 
-# Wait until node holds at least n rows written on side.
+# Wait until node holds at least n rows written on side; returns whether so.
 sub wait_written
 {
 	my ($node, $side, $n, $what) = @_;
-	ok( $node->poll_query_until(
+	return ok(
+		$node->poll_query_until(
 			'postgres', 'SELECT ' . UATest::ledger_count_sql($side) . " >= $n"),
 		$what);
-	return;
 }
 
-my $writers = UATest::start_writers(
-	sides => [ old => $old, new => $new ],
-	writers => 4,
-	max_inserts => 3000,
-	max_seconds => 150);
+# The scenario; a step that goes wrong ends it (after stopping the writers),
+# not the test.
+sub cutover_under_load
+{
+	my $writers = UATest::start_writers(
+		sides => [ old => $old, new => $new ],
+		writers => 4,
+		max_inserts => 3000,
+		max_seconds => 150);
 
-wait_written($old, 'old', 40, 'writers write on old');
-my ($r, @steps) = cutover($old, 'new_side');
-is($r->{rc}, 0, 'cutover: returns') or diag($r->{stderr});
-steps_are(\@steps, undef, 'cutover: every step done, then cleanup');
-is(history($old, 'new_side'), 'succeeded|-|true', 'cutover: history succeeded, with a blackout');
-is(fenced($old) . fenced($new), 'tf', 'cutover: old fenced, new writable');
-is( $old->safe_psql('postgres',
-		q{SELECT count(*) FROM pg_subscription WHERE subname = 'upgrade_assist_cutover'}),
-	'1', 'cutover: the reverse subscription lives on old');
-is( $new->safe_psql('postgres',
-		q{SELECT count(*) FROM pg_subscription WHERE subname = 'upgrade'}),
-	'0', 'cutover: the forward subscription is dropped');
-no_orphan_slots($old, $new, 'after the cutover');
+	wait_written($old, 'old', 100, 'writers write on old')
+	  or return UATest::stop_writers($writers);
+	my ($r, @steps) = cutover($old, 'new_side');
+	is($r->{rc}, 0, 'cutover: returns') or diag($r->{stderr});
+	steps_are(\@steps, undef, 'cutover: every step done, then cleanup')
+	  or return UATest::stop_writers($writers);
+	is(history($old, 'new_side'), 'succeeded|-|true', 'cutover: history succeeded, with a blackout');
+	is(fenced($old) . fenced($new), 'tf', 'cutover: old fenced, new writable');
+	is( $old->safe_psql('postgres',
+			q{SELECT count(*) FROM pg_subscription WHERE subname = 'upgrade_assist_cutover'}),
+		'1', 'cutover: the reverse subscription lives on old');
+	is( $new->safe_psql('postgres',
+			q{SELECT count(*) FROM pg_subscription WHERE subname = 'upgrade'}),
+		'0', 'cutover: the forward subscription is dropped');
+	no_orphan_slots($old, $new, 'after the cutover');
 
-wait_written($new, 'new', 40, 'writers continue on new');
-($r, @steps) = cutover($new, 'old_side');
-is($r->{rc}, 0, 'rollback: returns') or diag($r->{stderr});
-steps_are(\@steps, undef, 'rollback: every step done, then cleanup');
-is(history($new, 'old_side'), 'succeeded|-|true', 'rollback: history succeeded, with a blackout');
-is(fenced($old) . fenced($new), 'ft', 'rollback: old writable, new fenced');
+	wait_written($new, 'new', 100, 'writers continue on new')
+	  or return UATest::stop_writers($writers);
+	($r, @steps) = cutover($new, 'old_side');
+	is($r->{rc}, 0, 'rollback: returns') or diag($r->{stderr});
+	steps_are(\@steps, undef, 'rollback: every step done, then cleanup')
+	  or return UATest::stop_writers($writers);
+	is(history($new, 'old_side'), 'succeeded|-|true', 'rollback: history succeeded, with a blackout');
+	is(fenced($old) . fenced($new), 'ft', 'rollback: old writable, new fenced');
 
-my $on_old = $old->safe_psql('postgres', 'SELECT ' . UATest::ledger_count_sql('old'));
-wait_written($old, 'old', $on_old + 40, 'writers are back on old');
-my $ledger = UATest::stop_writers($writers);
-round_trip_ok($old, 'new_side', 'a final marker round trip old -> new');
+	my $on_old = $old->safe_psql('postgres', 'SELECT ' . UATest::ledger_count_sql('old'));
+	wait_written($old, 'old', $on_old + 100, 'writers are back on old');
+	my $ledger = UATest::stop_writers($writers);
+	round_trip_ok($old, 'new_side', 'a final marker round trip old -> new');
 
-my %acked_on;
-$acked_on{ (split / /)[2] }++ for values %{ $ledger->{acked} };
-note sprintf(
-	'writers: %d rows acknowledged (%d on old, %d on new), %d uncertain, '
-	  . '%d refused by the fence, %d connections failed; %s',
-	scalar(keys %{ $ledger->{acked} }), $acked_on{old} // 0, $acked_on{new} // 0,
-	scalar(keys %{ $ledger->{uncertain} }), $ledger->{fenced}, $ledger->{noconn},
-	join('; ', @{ $ledger->{end} }));
-is_deeply($ledger->{failed}, [], 'every writer ended normally');
-is_deeply($ledger->{dup}, [], 'no insert failed on a duplicate key');
-is_deeply($ledger->{error}, [], 'no insert failed for another reason');
-ok($acked_on{old} && $acked_on{new}, 'writes acknowledged on both sides');
-is_deeply([ UATest::ledger_problems($ledger, $old) ], [],
-	'old: every acknowledged write exactly once');
-is_deeply([ UATest::ledger_problems($ledger, $new) ], [],
-	'new: every acknowledged write exactly once');
-is_deeply(UATest::ledger_rows($new), UATest::ledger_rows($old),
-	'old and new hold the same rows');
-is( $old->safe_psql('postgres',
-		'SELECT count(*) FROM public.t_shared_a JOIN public.t_shared_b USING (id)'),
-	'0', 'the shared sequence gave no key to both of its tables');
-no_orphan_slots($old, $new, 'after the rollback');
+	my %acked_on;
+	$acked_on{ (split / /)[2] }++ for values %{ $ledger->{acked} };
+	note sprintf(
+		'writers: %d rows acknowledged (%d on old, %d on new), %d uncertain, '
+		  . '%d refused by the fence, %d connections failed; %s',
+		scalar(keys %{ $ledger->{acked} }), $acked_on{old} // 0, $acked_on{new} // 0,
+		scalar(keys %{ $ledger->{uncertain} }), $ledger->{fenced}, $ledger->{noconn},
+		join('; ', @{ $ledger->{end} }));
+	is_deeply($ledger->{failed}, [], 'every writer ended normally');
+	is_deeply($ledger->{dup}, [], 'no insert failed on a duplicate key');
+	is_deeply($ledger->{error}, [], 'no insert failed for another reason');
+	ok($acked_on{old} && $acked_on{new}, 'writes acknowledged on both sides');
+	is_deeply([ UATest::ledger_problems($ledger, $old) ], [],
+		'old: every acknowledged write exactly once');
+	is_deeply([ UATest::ledger_problems($ledger, $new) ], [],
+		'new: every acknowledged write exactly once');
+	is_deeply(UATest::ledger_rows($new), UATest::ledger_rows($old),
+		'old and new hold the same rows');
+	is( $old->safe_psql('postgres',
+			'SELECT count(*) FROM public.t_shared_a JOIN public.t_shared_b USING (id)'),
+		'0', 'the shared sequence gave no key to both of its tables');
+	no_orphan_slots($old, $new, 'after the rollback');
+	return;
+}
+cutover_under_load();
 
 $old->stop;
 $new->stop;
@@ -198,14 +210,21 @@ $new->stop;
 # ===========================================================================
 # Faults, on a second pair
 # ===========================================================================
-# lag_locker: exempt from the fence on new (below), it holds up the apply.
 my ($fo, $fn) = UATest::cutover_pair(
 	old_name => 'old_f',
 	new_name => 'new_f',
-	old_install => $ENV{UA_OLD_INSTALL},
-	setup => q{CREATE ROLE lag_locker LOGIN;
-	           GRANT UPDATE ON public.t_bigserial TO lag_locker;});
+	old_install => $ENV{UA_OLD_INSTALL});
+
+# Change the forward subscription on new, through new's fence.
+sub alter_forward
+{
+	my ($action) = @_;
+	$fn->safe_psql('postgres',
+		"SELECT upgrade_assist.fence_exempt_session();\nALTER SUBSCRIPTION upgrade $action");
+	return;
+}
 my $fault_rows = 0;
+my ($r, @steps);
 
 sub resume
 {
@@ -213,7 +232,8 @@ sub resume
 }
 
 # Start cutover on old in the background, paused before step; wait until it
-# is.  Returns the handle and the attempt.
+# is.  Returns the handle and the attempt, or nothing (after a failed test)
+# when the cutover ended without pausing.
 sub start_paused
 {
 	my ($step, $appname) = @_;
@@ -229,11 +249,16 @@ SELECT EXISTS (SELECT FROM upgrade_assist.cutover_progress
                 WHERE phase = 'paused before $step')
     OR EXISTS (SELECT FROM upgrade_assist.cutover_history
                 WHERE attempt > $before AND outcome <> 'running')});
-	is($fo->safe_psql('postgres', 'SELECT phase FROM upgrade_assist.cutover_progress'),
-		"paused before $step", "$step: the cutover pauses before it");
-	my $attempt = $fo->safe_psql('postgres',
-		'SELECT attempt FROM upgrade_assist.cutover_progress');
-	return ($bg, $attempt || $before + 1);
+	my ($phase, $attempt) = split /\|/,
+	  $fo->safe_psql('postgres',
+		'SELECT phase, attempt FROM upgrade_assist.cutover_progress');
+	if (!is($phase, "paused before $step", "$step: the cutover pauses before it"))
+	{
+		UATest::bg_finish($bg, 60);
+		diag("$appname: $bg->{stdout}$bg->{stderr}");
+		return;
+	}
+	return ($bg, $attempt);
 }
 
 # After an attempt that did not succeed: its history row says aborted (and
@@ -302,7 +327,7 @@ is($fo->safe_psql('postgres', 'SELECT count(*) FROM upgrade_assist.cutover_histo
 # ---------------------------------------------------------------------------
 # Forward subscription disabled: the checks refuse, nothing touched
 # ---------------------------------------------------------------------------
-$fn->safe_psql('postgres', 'ALTER SUBSCRIPTION upgrade DISABLE');
+alter_forward('DISABLE');
 $fn->poll_query_until('postgres',
 	q{SELECT count(*) = 0 FROM pg_stat_subscription WHERE subname = 'upgrade' AND pid IS NOT NULL}
 ) or die 'apply worker did not stop';
@@ -314,7 +339,7 @@ like($r->{stderr}, qr/WARNING/, 'subscription disabled: a warning');
 is(UATest::replication_objects($fo), $objects{old}, 'subscription disabled: nothing changed on old');
 is(UATest::replication_objects($fn), $objects{new}, 'subscription disabled: nothing changed on new');
 is(history($fo, 'new_side'), 'aborted|checks|none', 'subscription disabled: history aborted at the checks');
-$fn->safe_psql('postgres', 'ALTER SUBSCRIPTION upgrade ENABLE');
+alter_forward('ENABLE');
 UATest::wait_for_sync($fn, 'upgrade');
 check_forward('subscription disabled');
 
@@ -322,12 +347,8 @@ check_forward('subscription disabled');
 # Lag above max_lag: the apply on new waits for a lock, nothing touched
 # ---------------------------------------------------------------------------
 # Locking a table of new needs a session that writes through its fence.
-$fn->append_conf('postgresql.conf', "upgrade_assist.fence_exempt_roles = 'lag_locker'\n");
-$fn->reload;
-$fn->poll_query_until('postgres',
-	q{SELECT current_setting('upgrade_assist.fence_exempt_roles') = 'lag_locker'})
-  or die 'new did not reload';
-my $locker = $fn->background_psql('postgres', extra_params => [ '-U', 'lag_locker' ]);
+my $locker = $fn->background_psql('postgres');
+$locker->query_safe('SELECT upgrade_assist.fence_exempt_session()');
 $locker->query_safe('BEGIN');
 $locker->query_safe('LOCK TABLE public.t_bigserial IN SHARE MODE');
 $fo->safe_psql('postgres',
@@ -355,7 +376,7 @@ for my $case (
 	[ 'terminated', 'pg_terminate_backend', 'unfence peer' ])
 {
 	my ($what, $how, $step) = @$case;
-	my ($bg, $attempt) = start_paused($step, "ua_cutover_$what");
+	my ($bg, $attempt) = start_paused($step, "ua_cutover_$what") or next;
 	my $pid = UATest::backend_pid($fo, "ua_cutover_$what");
 	$fo->safe_psql('postgres', "SELECT $how($pid)");
 	ok(defined UATest::bg_finish($bg, 60), "caller $what: psql returns");
@@ -389,7 +410,7 @@ for my $case (
 	my ($step, $failing) = @$case;
 	my $mode = $n++ % 2 ? 'immediate' : 'fast';
 	my $what = "peer stopped ($mode) before '$step'";
-	my ($bg, $attempt) = start_paused($step, "ua_cutover_$n");
+	my ($bg, $attempt) = start_paused($step, "ua_cutover_$n") or next;
 	$fn->stop($mode);
 	is(resume(), 't', "$what: resumed");
 	ok(defined UATest::bg_finish($bg, 120), "$what: cutover returns");

@@ -419,7 +419,7 @@ CREATE USER MAPPING FOR CURRENT_USER SERVER $server
 
 =pod
 
-=item cutover_pair(old_name => 'old', new_name => 'new', old_install => dir, schema => sql, setup => sql)
+=item cutover_pair(old_name => 'old', new_name => 'new', old_install => dir, schema => sql)
 
 Create two nodes (node(); old with install_path old_install when set) and set
 them up the way README's cutover section says: on both, role $ADMIN_USER
@@ -428,9 +428,7 @@ the tables of @LEDGER_TABLES, with three rows each on old, side 'seed'); on
 old, server new_side, and on new, server old_side, each with a user mapping
 (admin_peer); publication upgrade FOR ALL TABLES on old; subscription upgrade
 on new over 127.0.0.1 as $ADMIN_USER, waited for until synchronised; new
-fenced ('new side: until cutover').  setup, when given, runs on both nodes
-right after the schema (for what cannot be done once new is fenced).
-Returns (old, new).
+fenced ('new side: until cutover').  Returns (old, new).
 
 =cut
 
@@ -453,7 +451,6 @@ SET log_statement = 'none';
 CREATE ROLE $ADMIN_USER SUPERUSER LOGIN PASSWORD '$ADMIN_PASSWORD';
 });
 		$node->safe_psql('postgres', $schema);
-		$node->safe_psql('postgres', $params{setup}) if $params{setup};
 	}
 	admin_peer($old, 'new_side', $new);
 	admin_peer($new, 'old_side', $old);
