@@ -16,7 +16,8 @@ OBJS = \
 	src/heartbeat_worker.o \
 	src/fence.o \
 	src/sequences.o \
-	src/stats.o
+	src/stats.o \
+	src/cutover.o
 
 EXTENSION = upgrade_assist
 DATA = upgrade_assist--1.0.sql

@@ -29,4 +29,10 @@ extern void ua_fence_exempt_end(void);
 /* Is the cluster fenced now (lifting it first if its deadline passed)? */
 extern bool ua_fence_is_up(void);
 
+/* The cutover's steps (cutover.c): fence() in parts. */
+extern void ua_fence_engage(const char *reason);
+extern void ua_fence_drain(int64 drain_ms, int *finished, int *terminated);
+extern bool ua_fence_release(const char *by);
+extern void ua_fence_exempt_session(void);
+
 #endif							/* UA_FENCE_H */
