@@ -53,6 +53,7 @@
 #include "nodes/primnodes.h"
 #include "parser/parse_node.h"
 #include "storage/lmgr.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -139,10 +140,19 @@ typedef struct UaUse
 	Oid			typid;			/* base type */
 } UaUse;
 
+/* Where the source's sequence states come from: a peer, or nowhere. */
+typedef struct UaSource
+{
+	const char *peer;
+} UaSource;
+
 PG_FUNCTION_INFO_V1(sequence_plan);
 PG_FUNCTION_INFO_V1(sync_sequences);
 
-/* Every sequence of the database except the system's and temporary ones. */
+/*
+ * Every sequence of the database except the system's and temporary ones: the
+ * same set as ua_source_sql reads on a source peer.
+ */
 static const char *const ua_list_sql =
 "SELECT c.oid, n.nspname, c.relname, c.oid::pg_catalog.regclass::pg_catalog.text,"
 "       s.seqincrement, s.seqmin, s.seqmax, s.seqcycle"
@@ -375,9 +385,12 @@ ua_read_uncalled(const char *peer, char **names, int n,
 
 /*
  * ua_read_local
- *		Fill cur_value and cur_called of every sequence.  With lock, first
- *		take ShareRowExclusiveLock on each (blocks nextval and setval until
- *		the transaction ends).  Throws 42501 without the privilege to read.
+ *		Fill cur_value and cur_called of every sequence, exactly, without
+ *		reading any table.  With lock, first take ShareRowExclusiveLock on
+ *		each (blocks nextval and setval until the transaction ends).  Throws
+ *		42501 naming the first sequence the current user may not SELECT from
+ *		(checked here: pg_sequence_last_value also accepts USAGE and, from 18
+ *		on, returns NULL instead of failing).  Caller has SPI connected.
  */
 static void
 ua_read_local(UaSeq *seqs, int n, bool lock)
@@ -396,6 +409,10 @@ ua_read_local(UaSeq *seqs, int n, bool lock)
 		return;
 	for (int i = 0; i < n; i++)
 	{
+		if (pg_class_aclcheck(seqs[i].oid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for sequence %s", seqs[i].display)));
 		if (lock)
 			LockRelationOid(seqs[i].oid, ShareRowExclusiveLock);
 		oids[i] = ObjectIdGetDatum(seqs[i].oid);
@@ -879,15 +896,41 @@ ua_text_array(List *items)
 }
 
 /*
+ * ua_margin_arg
+ *		The margin argument argno: throws 22004 when NULL, 22023 when
+ *		negative.
+ */
+static int64
+ua_margin_arg(FunctionCallInfo fcinfo, int argno)
+{
+	int64		margin;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("margin must not be null")));
+	margin = PG_GETARG_INT64(argno);
+	if (margin < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("margin must not be negative"),
+				 errdetail("A sequence is never moved backwards.")));
+	return margin;
+}
+
+/*
  * ua_sequences
- *		sequence_plan (apply = false) and sync_sequences (apply = true).
- *		Returns the rows through a materialized tuplestore.
+ *		sequence_plan (apply = false) and sync_sequences (apply = true;
+ *		fname names the function in errors), with the source's states from
+ *		source.  Returns the rows through a materialized tuplestore.  With
+ *		apply, every sequence is moved in the caller's transaction or, on
+ *		any error, none.
  */
 static Datum
-ua_sequences(FunctionCallInfo fcinfo, bool apply)
+ua_sequences(FunctionCallInfo fcinfo, const char *fname, bool apply,
+			 const UaSource *source, int64 margin)
 {
-	char	   *source = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
-	int64		margin;
+	bool		has_source = source->peer != NULL;
 	MemoryContext cxt = CurrentMemoryContext;
 	TupleDesc	tupdesc;
 	Tuplestorestate *store;
@@ -896,21 +939,11 @@ ua_sequences(FunctionCallInfo fcinfo, bool apply)
 	int			nseqs;
 	List	   *uses;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("margin must not be null")));
-	margin = PG_GETARG_INT64(1);
-	if (margin < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("margin must not be negative"),
-				 errdetail("A sequence is never moved backwards.")));
 	store = ua_materialize_srf(fcinfo, &tupdesc);
 	if (apply)
 	{
-		PreventCommandIfReadOnly("sync_sequences()");
-		PreventCommandDuringRecovery("sync_sequences()");
+		PreventCommandIfReadOnly(fname);
+		PreventCommandDuringRecovery(fname);
 	}
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -919,8 +952,8 @@ ua_sequences(FunctionCallInfo fcinfo, bool apply)
 	ua_read_local(seqs, nseqs, apply);
 	uses = ua_list_uses(cxt, seqs, nseqs);
 	ua_read_extremes(uses, seqs);
-	if (source != NULL)
-		ua_read_source(source, seqs, byname);
+	if (source->peer != NULL)
+		ua_read_source(source->peer, seqs, byname);
 	SPI_finish();
 
 	/* Compute everything first: an overflow anywhere changes nothing. */
@@ -962,7 +995,7 @@ ua_sequences(FunctionCallInfo fcinfo, bool apply)
 		values[8] = CStringGetTextDatum(s->action);
 		if (s->detail != NULL)
 			values[9] = CStringGetTextDatum(s->detail);
-		else if (source != NULL && !s->has_source)
+		else if (has_source && !s->has_source)
 			values[9] = CStringGetTextDatum("Not on the source.");
 		else
 			nulls[9] = true;
@@ -978,7 +1011,11 @@ ua_sequences(FunctionCallInfo fcinfo, bool apply)
 Datum
 sequence_plan(PG_FUNCTION_ARGS)
 {
-	return ua_sequences(fcinfo, false);
+	UaSource	source = {0};
+
+	source.peer = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	return ua_sequences(fcinfo, "sequence_plan()", false, &source,
+						ua_margin_arg(fcinfo, 1));
 }
 
 /*
@@ -989,5 +1026,9 @@ sequence_plan(PG_FUNCTION_ARGS)
 Datum
 sync_sequences(PG_FUNCTION_ARGS)
 {
-	return ua_sequences(fcinfo, true);
+	UaSource	source = {0};
+
+	source.peer = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	return ua_sequences(fcinfo, "sync_sequences()", true, &source,
+						ua_margin_arg(fcinfo, 1));
 }
