@@ -223,6 +223,31 @@ SET row_security = off;
 REVOKE ALL ON FUNCTION upgrade_assist.sequence_plan(text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.sync_sequences(text, bigint) FROM PUBLIC;
 
+-- For the cutover, which moves the peer's sequences with this cluster's
+-- states without the peer connecting back: sequence_states reads the exact
+-- state of every sequence that sync_sequences considers (no table is read),
+-- sync_sequences_given is sync_sequences with those states given as arrays
+-- (element i of each: one sequence).
+CREATE FUNCTION upgrade_assist.sequence_states()
+RETURNS TABLE(schema_name text, sequence_name text,
+              last_value bigint, is_called boolean)
+AS 'MODULE_PATHNAME', 'sequence_states'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION upgrade_assist.sync_sequences_given(
+    schema_names text[],
+    sequence_names text[],
+    last_values bigint[],
+    is_called boolean[],
+    margin bigint DEFAULT 0)
+RETURNS SETOF upgrade_assist.sequence_step
+AS 'MODULE_PATHNAME', 'sync_sequences_given'
+LANGUAGE C VOLATILE
+SET row_security = off;
+
+REVOKE ALL ON FUNCTION upgrade_assist.sequence_states() FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.sync_sequences_given(text[], text[], bigint[], boolean[], bigint) FROM PUBLIC;
+
 -- ---------------------------------------------------------------------------
 -- Statistics rebuild after pg_upgrade (run on the new side).
 --
