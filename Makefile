@@ -15,6 +15,7 @@ OBJS = \
 	src/heartbeat.o \
 	src/heartbeat_worker.o \
 	src/fence.o \
+	src/drain.o \
 	src/sequences.o \
 	src/stats.o
 
