@@ -145,6 +145,19 @@ static int	ua_role_exempt = -1;	/* cached role exemption, -1 unknown */
 /* Depth of ua_fence_exempt_begin() sections. */
 static int	ua_exempt_depth = 0;
 
+/* ua_fence_exempt_session() was called: exempt until the backend exits. */
+static bool ua_exempt_session = false;
+
+/*
+ * unfence_at_commit(): the subtransaction that asked (moved to its parent
+ * when it commits, forgotten when it aborts), InvalidSubTransactionId when
+ * nothing is pending; the fence generation to lift and who asked.
+ */
+static SubTransactionId ua_unfence_subid = InvalidSubTransactionId;
+static uint64 ua_unfence_generation = 0;
+static char ua_unfence_by[NAMEDATALEN];
+static bool ua_subxact_callback_registered = false;
+
 /* Previous hooks */
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ExecutorRun_hook_type prev_ExecutorRun = NULL;
@@ -157,11 +170,13 @@ static GucBoolCheckHook prev_check_default_ro = NULL;
 PG_FUNCTION_INFO_V1(fence);
 PG_FUNCTION_INFO_V1(unfence);
 PG_FUNCTION_INFO_V1(fence_status);
+PG_FUNCTION_INFO_V1(fence_exempt_session);
+PG_FUNCTION_INFO_V1(unfence_at_commit);
 
 /* Prefix of every fence error message; also how a rewritten one is known. */
 #define UA_FENCE_MSG_PREFIX "write fence is up"
 
-static bool ua_fence_lift(const char *by, int elevel);
+static bool ua_fence_lift(const char *by, int elevel, uint64 generation);
 
 
 /* ---------------------------------------------------------------------------
@@ -401,14 +416,16 @@ ua_exempt_role_oids(void)
 /*
  * ua_session_exempt
  *		Is this session exempt from the fence?  Exempt: the extension's own
- *		marker inserts, logical replication and parallel workers, and sessions
- *		whose session user is listed in upgrade_assist.fence_exempt_roles.
- *		The role answer is cached until the end of the transaction.
+ *		marker inserts, sessions that called ua_fence_exempt_session(),
+ *		logical replication and parallel workers, and sessions whose session
+ *		user is listed in upgrade_assist.fence_exempt_roles.  The role answer
+ *		is cached until the end of the transaction.
  */
 static bool
 ua_session_exempt(void)
 {
-	if (ua_exempt_depth > 0 || IsLogicalWorker() || IsParallelWorker())
+	if (ua_exempt_depth > 0 || ua_exempt_session ||
+		IsLogicalWorker() || IsParallelWorker())
 		return true;
 	if (ua_role_exempt < 0)
 	{
@@ -434,7 +451,7 @@ ua_fence_up(void)
 	auto_at = pg_atomic_read_u64(&ua_fence->auto_unfence_at);
 	if (auto_at != 0 && (TimestampTz) auto_at <= GetCurrentTimestamp())
 	{
-		(void) ua_fence_lift("auto_unfence_after", LOG);
+		(void) ua_fence_lift("auto_unfence_after", LOG, 0);
 		return pg_atomic_read_u32(&ua_fence->fenced) != 0;
 	}
 	return true;
@@ -463,6 +480,9 @@ ua_session_fenced(void)
  * ua_arm
  *		Publish that this transaction may write without seeing the fence
  *		again, then make the store visible before the caller reads the flag.
+ *		Sessions that the fence never stops (exempt for the rest of the
+ *		session, logical replication and parallel workers) do not publish:
+ *		the drain has nothing to wait for in them.
  */
 static void
 ua_arm(void)
@@ -470,7 +490,7 @@ ua_arm(void)
 	int			procno = UA_MY_PROCNO;
 
 	ua_arm_done = true;
-	if (IsLogicalWorker() || IsParallelWorker() ||
+	if (ua_exempt_session || IsLogicalWorker() || IsParallelWorker() ||
 		procno < 0 || procno >= ua_fence->nprocs)
 		return;
 	pg_atomic_write_u32(&ua_fence->armed[procno], (uint32) MyProcPid);
@@ -810,12 +830,25 @@ ua_check_default_transaction_read_only(bool *newval, void **extra, GucSource sou
  *		At transaction end: disarm and forget the per-transaction state.
  *		Runs after the transaction left the proc array, so the drain never
  *		sees an ended transaction as disarmed-but-running.
+ *
+ *		At commit, lifts the fence that unfence_at_commit() asked for.  The
+ *		transaction has committed by then, so nothing here may throw: the
+ *		lift runs with elevel LOG (a fence file that cannot be removed is
+ *		logged, and the fence comes back at the next restart).  A
+ *		transaction that asked for it cannot be prepared: nobody would lift
+ *		the fence at COMMIT PREPARED.
  */
 static void
 ua_fence_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (ua_unfence_subid != InvalidSubTransactionId)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that called upgrade_assist.unfence_at_commit()")));
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
@@ -827,10 +860,36 @@ ua_fence_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 			ua_role_exempt = -1;
 			if (event == XACT_EVENT_ABORT)
 				ua_exempt_depth = 0;
+			if (ua_unfence_subid != InvalidSubTransactionId)
+			{
+				ua_unfence_subid = InvalidSubTransactionId;
+				if (event == XACT_EVENT_COMMIT)
+					(void) ua_fence_lift(ua_unfence_by, LOG, ua_unfence_generation);
+			}
 			break;
 		default:
 			break;
 	}
+}
+
+/*
+ * ua_fence_subxact_callback
+ *		Registered by the first unfence_at_commit() of the backend: a request
+ *		made in a subtransaction moves to its parent when the subtransaction
+ *		commits and is forgotten when it aborts (ROLLBACK TO SAVEPOINT, an
+ *		exception block).
+ */
+static void
+ua_fence_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						  SubTransactionId parentSubid,
+						  void *arg pg_attribute_unused())
+{
+	if (ua_unfence_subid == InvalidSubTransactionId || ua_unfence_subid != mySubid)
+		return;
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+		ua_unfence_subid = parentSubid;
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+		ua_unfence_subid = InvalidSubTransactionId;
 }
 
 /*
@@ -961,6 +1020,27 @@ ua_fence_is_up(void)
 	return ua_fence_up();
 }
 
+/*
+ * ua_fence_exempt_session
+ *		From now until the backend exits, this session writes through the
+ *		fence.  Also lifts a read-only mode the fence forced on the current
+ *		transaction, and withdraws the transaction from armed[], so that a
+ *		drain running now or later neither waits for nor terminates it (its
+ *		writes are not stopped by the fence, waiting for them is pointless).
+ *		Never throws.
+ */
+void
+ua_fence_exempt_session(void)
+{
+	ua_exempt_session = true;
+	ua_disarm();
+	if (ua_forced_ro)
+	{
+		XactReadOnly = false;
+		ua_forced_ro = false;
+	}
+}
+
 
 /* ---------------------------------------------------------------------------
  * Raising and lifting
@@ -1015,18 +1095,28 @@ ua_fence_raise(const char *reason, TimestampTz auto_at)
 /*
  * ua_fence_lift
  *		Lift the fence: remove the file, then clear the flag.  by says who
- *		(a role name, or "auto_unfence_after").  Returns false when there was
- *		no fence.  With elevel ERROR, a file that cannot be removed keeps the
- *		fence up and throws; with LOG, the fence is lifted anyway (used where
- *		the deadline has passed, which a restart also honours).
+ *		(a role name, or "auto_unfence_after").  generation, when not 0, is
+ *		the fence to lift: a later one (lifted and raised again meanwhile)
+ *		stays up, with a LOG.  Returns false when there was no fence (or not
+ *		that one).  With elevel ERROR, a file that cannot be removed keeps
+ *		the fence up and throws; with LOG, the fence is lifted anyway (used
+ *		where the deadline has passed, which a restart also honours, and
+ *		after commit, where nothing may throw).
  */
 static bool
-ua_fence_lift(const char *by, int elevel)
+ua_fence_lift(const char *by, int elevel, uint64 generation)
 {
 	LWLockAcquire(ua_fence->lock, LW_EXCLUSIVE);
 	if (pg_atomic_read_u32(&ua_fence->fenced) == 0)
 	{
 		LWLockRelease(ua_fence->lock);
+		return false;
+	}
+	if (generation != 0 && ua_fence->generation != generation)
+	{
+		LWLockRelease(ua_fence->lock);
+		ereport(LOG,
+				(errmsg("upgrade_assist write fence not lifted by %s: it was raised again since", by)));
 		return false;
 	}
 	if (unlink(UA_FENCE_FILE) != 0 && errno != ENOENT)
@@ -1047,66 +1137,38 @@ ua_fence_lift(const char *by, int elevel)
 	return true;
 }
 
-
-/* ---------------------------------------------------------------------------
- * SQL functions
- * ---------------------------------------------------------------------------
- */
-
 /*
- * fence(reason text, drain_timeout interval, auto_unfence_after interval)
- *		returns setof (pid, database, role, application_name, outcome, waited)
- *
- *		Raise the fence and drain.  Throws 55000 when fenced already or when
- *		prepared transactions exist (then the fence is lifted again), 25001
- *		when the caller's own transaction has written, 22004/22023 on bad
- *		arguments.  Any failure after the fence went up lifts it again.
+ * ua_fence_check_reason
+ *		Throw 22023 unless reason is 1 to UA_FENCE_REASON_MAX bytes long.
  */
-Datum
-fence(PG_FUNCTION_ARGS)
+static void
+ua_fence_check_reason(const char *reason)
 {
-	char	   *reason;
-	int64		drain_ms;
-	TimestampTz auto_at = 0;
-	TimestampTz started;
-	char	   *prepared;
-	List	   *volatile drained = NIL;
-	int			nfinished;
-	int			nterminated;
-	TupleDesc	tupdesc;
-	Tuplestorestate *store;
-	ListCell   *lc;
-
-	ua_require_shared();
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("reason must not be null")));
-	reason = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (reason[0] == '\0' || strlen(reason) > UA_FENCE_REASON_MAX)
+	if (reason == NULL || reason[0] == '\0' || strlen(reason) > UA_FENCE_REASON_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("reason must be 1 to %d bytes long", UA_FENCE_REASON_MAX)));
-	drain_ms = ua_interval_to_ms(PG_ARGISNULL(1) ? NULL : PG_GETARG_INTERVAL_P(1),
-								 "drain_timeout");
-	if (!PG_ARGISNULL(2))
-	{
-		int64		auto_ms = ua_interval_to_ms(PG_GETARG_INTERVAL_P(2), "auto_unfence_after");
+}
 
-		if (auto_ms <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("auto_unfence_after must be positive")));
-		auto_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), auto_ms);
-	}
+/*
+ * ua_fence_engage_until
+ *		Everything fence() does before its drain, for a valid reason and an
+ *		auto_unfence_after deadline auto_at (0 for none): refuses a caller
+ *		whose transaction has written (25001, unless the session is exempt),
+ *		lifts an earlier fence whose deadline passed, refuses while prepared
+ *		transactions exist (55000), then raises the fence (55000 when fenced
+ *		already; I/O errors leave it down).
+ */
+static void
+ua_fence_engage_until(const char *reason, TimestampTz auto_at)
+{
+	char	   *prepared;
 
 	if (TransactionIdIsValid(GetTopTransactionIdIfAny()) && !ua_session_exempt())
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("cannot raise the write fence in a transaction that has written"),
 				 errhint("Call fence() in its own transaction.")));
-
-	store = ua_materialize_srf(fcinfo, &tupdesc);
 
 	/* The deadline of an earlier fence may have passed. */
 	(void) ua_fence_up();
@@ -1120,30 +1182,180 @@ fence(PG_FUNCTION_ARGS)
 				 errhint("COMMIT PREPARED or ROLLBACK PREPARED them first.")));
 
 	ua_fence_raise(reason, auto_at);
+}
+
+/*
+ * ua_fence_engage
+ *		Raise the fence exactly as fence() does before its drain, without an
+ *		auto_unfence_after deadline and without draining: call
+ *		ua_fence_drain() next.  The caller needs a transaction and owns the
+ *		fence from here on: an error after this returns does not lift it.
+ *		Throws 22023 for a reason that is empty or longer than
+ *		UA_FENCE_REASON_MAX bytes, 25001 when the caller's transaction has
+ *		written (unless the session is exempt), 55000 when the cluster is
+ *		fenced already or prepared transactions exist, and on I/O errors
+ *		writing the fence file; after any of them the fence is as it was.
+ */
+void
+ua_fence_engage(const char *reason)
+{
+	ua_require_shared();
+	ua_fence_check_reason(reason);
+	ua_fence_engage_until(reason, 0);
+}
+
+/*
+ * ua_fence_drain_list
+ *		The drain of ua_fence_drain(), returning the UaDrainee list that
+ *		fence() turns into rows.
+ */
+static List *
+ua_fence_drain_list(int64 drain_ms, int *finished, int *terminated)
+{
+	List	   *drained;
+	char	   *prepared;
+	ListCell   *lc;
+	int			nfinished = 0;
+	int			nterminated = 0;
+
+	drained = ua_drain(ua_fence->armed, ua_fence->nprocs,
+					   ua_exempt_role_oids(), drain_ms);
+
+	/* A drained transaction may have prepared itself instead of ending. */
+	prepared = ua_prepared_xacts();
+	if (prepared)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot fence while prepared transactions exist"),
+				 errdetail("Prepared during the drain: %s.", prepared),
+				 errhint("COMMIT PREPARED or ROLLBACK PREPARED them, then fence again.")));
+
+	foreach(lc, drained)
+	{
+		if (((UaDrainee *) lfirst(lc))->terminated)
+			nterminated++;
+		else
+			nfinished++;
+	}
+
+	LWLockAcquire(ua_fence->lock, LW_EXCLUSIVE);
+	if (ua_fence->drain_state == UA_DRAIN_RUNNING)
+	{
+		ua_fence->drain_state = UA_DRAIN_DONE;
+		ua_fence->drain_finished = nfinished;
+		ua_fence->drain_terminated = nterminated;
+	}
+	LWLockRelease(ua_fence->lock);
+
+	*finished = nfinished;
+	*terminated = nterminated;
+	return drained;
+}
+
+/*
+ * ua_fence_drain
+ *		The drain fence() does after raising the fence: in-flight write
+ *		transactions of sessions that are not exempt may commit for drain_ms
+ *		milliseconds, then their backends are terminated and waited for.
+ *		Sets *finished and *terminated to how many ended either way, and
+ *		fence_status's drain_state ('done'), drain_finished and
+ *		drain_terminated.  Call it right after ua_fence_engage(), in a
+ *		transaction.  When it returns, no transaction of a session that is
+ *		not exempt can still commit a write while the fence stays up; the
+ *		fence may have been lifted meanwhile (unfence()), which callers that
+ *		depend on it check with ua_fence_is_up().
+ *		Throws 55000 when a transaction was prepared during the drain, or a
+ *		terminated backend did not exit, and 57014 on cancel.  It never lifts
+ *		the fence: on error the caller decides.
+ */
+void
+ua_fence_drain(int64 drain_ms, int *finished, int *terminated)
+{
+	ua_require_shared();
+	list_free_deep(ua_fence_drain_list(drain_ms, finished, terminated));
+}
+
+/*
+ * ua_fence_release
+ *		Lift the fence, as unfence() does; by names who did (a role name or
+ *		what the caller is, e.g. "cutover"), shown as fence_status.lifted_by.
+ *		Returns false when there was no fence.  Throws when the fence file
+ *		cannot be removed; the fence then stays up.
+ */
+bool
+ua_fence_release(const char *by)
+{
+	ua_require_shared();
+	return ua_fence_lift(by, ERROR, 0);
+}
+
+
+/* ---------------------------------------------------------------------------
+ * SQL functions
+ * ---------------------------------------------------------------------------
+ */
+
+/*
+ * fence(reason text, drain_timeout interval, auto_unfence_after interval)
+ *		returns setof (pid, database, role, application_name, outcome, waited)
+ *
+ *		Raise the fence (ua_fence_engage's part) and drain (ua_fence_drain's
+ *		part).  Throws 55000 when fenced already or when prepared
+ *		transactions exist (then the fence is lifted again), 25001 when the
+ *		caller's own transaction has written, 22004/22023 on bad arguments.
+ *		Any failure after the fence went up lifts it again.
+ */
+Datum
+fence(PG_FUNCTION_ARGS)
+{
+	char	   *reason;
+	int64		drain_ms;
+	TimestampTz auto_at = 0;
+	TimestampTz started;
+	List	   *volatile drained = NIL;
+	int			nfinished;
+	int			nterminated;
+	TupleDesc	tupdesc;
+	Tuplestorestate *store;
+	ListCell   *lc;
+
+	ua_require_shared();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("reason must not be null")));
+	reason = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	ua_fence_check_reason(reason);
+	drain_ms = ua_interval_to_ms(PG_ARGISNULL(1) ? NULL : PG_GETARG_INTERVAL_P(1),
+								 "drain_timeout");
+	if (!PG_ARGISNULL(2))
+	{
+		int64		auto_ms = ua_interval_to_ms(PG_GETARG_INTERVAL_P(2), "auto_unfence_after");
+
+		if (auto_ms <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("auto_unfence_after must be positive")));
+		auto_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), auto_ms);
+	}
+
+	store = ua_materialize_srf(fcinfo, &tupdesc);
+
+	ua_fence_engage_until(reason, auto_at);
 	started = GetCurrentTimestamp();
 
 	PG_TRY();
 	{
-		drained = ua_drain(ua_fence->armed, ua_fence->nprocs,
-						   ua_exempt_role_oids(), drain_ms);
-		/* A drained transaction may have prepared itself instead of ending. */
-		prepared = ua_prepared_xacts();
-		if (prepared)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("cannot fence while prepared transactions exist"),
-					 errdetail("Prepared during the drain: %s.", prepared),
-					 errhint("COMMIT PREPARED or ROLLBACK PREPARED them, then fence again.")));
+		drained = ua_fence_drain_list(drain_ms, &nfinished, &nterminated);
 	}
 	PG_CATCH();
 	{
 		/* fence() failed: it must not leave the fence behind. */
-		(void) ua_fence_lift("failed fence()", LOG);
+		(void) ua_fence_lift("failed fence()", LOG, 0);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 
-	nfinished = nterminated = 0;
 	foreach(lc, drained)
 	{
 		UaDrainee  *d = lfirst(lc);
@@ -1152,10 +1364,6 @@ fence(PG_FUNCTION_ARGS)
 		char	   *dbname = OidIsValid(d->dbid) ? get_database_name(d->dbid) : NULL;
 		char	   *rolname = OidIsValid(d->userid) ? GetUserNameFromId(d->userid, true) : NULL;
 
-		if (d->terminated)
-			nterminated++;
-		else
-			nfinished++;
 		values[0] = Int32GetDatum(d->pid);
 		if (dbname)
 			values[1] = CStringGetTextDatum(dbname);
@@ -1173,15 +1381,6 @@ fence(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(store, tupdesc, values, nulls);
 	}
 
-	LWLockAcquire(ua_fence->lock, LW_EXCLUSIVE);
-	if (ua_fence->drain_state == UA_DRAIN_RUNNING)
-	{
-		ua_fence->drain_state = UA_DRAIN_DONE;
-		ua_fence->drain_finished = nfinished;
-		ua_fence->drain_terminated = nterminated;
-	}
-	LWLockRelease(ua_fence->lock);
-
 	return (Datum) 0;
 }
 
@@ -1193,8 +1392,60 @@ fence(PG_FUNCTION_ARGS)
 Datum
 unfence(PG_FUNCTION_ARGS)
 {
+	PG_RETURN_BOOL(ua_fence_release(GetUserNameFromId(GetUserId(), false)));
+}
+
+/*
+ * fence_exempt_session() returns void
+ *		This session writes through the fence until it ends (see
+ *		ua_fence_exempt_session).  For the cutover's own session on a fenced
+ *		peer.
+ */
+Datum
+fence_exempt_session(PG_FUNCTION_ARGS)
+{
 	ua_require_shared();
-	PG_RETURN_BOOL(ua_fence_lift(GetUserNameFromId(GetUserId(), false), ERROR));
+	ua_fence_exempt_session();
+	PG_RETURN_VOID();
+}
+
+/*
+ * unfence_at_commit() returns void
+ *		Lift the fence when the calling transaction commits; nothing happens
+ *		when it (or the subtransaction that called this) aborts.  Only the
+ *		fence that is up now is lifted, not one raised after it.  Throws
+ *		55000 when the cluster is not fenced.  The lift itself happens after
+ *		the commit and cannot fail the transaction (see
+ *		ua_fence_xact_callback).
+ */
+Datum
+unfence_at_commit(PG_FUNCTION_ARGS)
+{
+	uint64		generation;
+
+	ua_require_shared();
+	if (!ua_fence_up())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the cluster is not fenced")));
+	LWLockAcquire(ua_fence->lock, LW_SHARED);
+	generation = ua_fence->generation;
+	LWLockRelease(ua_fence->lock);
+
+	if (!ua_subxact_callback_registered)
+	{
+		RegisterSubXactCallback(ua_fence_subxact_callback, NULL);
+		ua_subxact_callback_registered = true;
+	}
+	/* A request of an enclosing (sub)transaction already covers this one. */
+	if (ua_unfence_subid == InvalidSubTransactionId)
+	{
+		ua_unfence_subid = GetCurrentSubTransactionId();
+		ua_unfence_generation = generation;
+		strlcpy(ua_unfence_by, GetUserNameFromId(GetUserId(), false),
+				sizeof(ua_unfence_by));
+	}
+	PG_RETURN_VOID();
 }
 
 /*
