@@ -20,9 +20,11 @@
  * to name the fence and its reason.
  *
  * Exempt: sessions whose session user is listed in
- * upgrade_assist.fence_exempt_roles, logical replication workers (apply,
- * table sync, parallel apply), parallel workers (their leader decides), and
- * the extension's own marker inserts (ua_fence_exempt_begin/end).
+ * upgrade_assist.fence_exempt_roles, sessions that called
+ * fence_exempt_session() (until they end), logical replication workers
+ * (apply, table sync, parallel apply), parallel workers (their leader
+ * decides), and the extension's own marker inserts
+ * (ua_fence_exempt_begin/end).
  *
  * Drain.  A transaction that could already write when the fence went up
  * must end before fence() returns.  Each backend "arms" its transaction the
@@ -34,6 +36,12 @@
  * running a statement, is drained: it may go on writing and commit for
  * drain_timeout, then its backend is terminated.  An armed transaction that
  * is idle without an xid has written nothing; its next statement is fenced.
+ * The waiting itself is in drain.c.
+ *
+ * For the cutover, fence() and unfence() are also a C API (fence.h):
+ * ua_fence_engage, ua_fence_drain, ua_fence_release; and
+ * unfence_at_commit() lifts the fence from the transaction callback when the
+ * calling transaction commits.
  *
  * Persistence.  The state lives in shared memory and, while fenced, in the
  * file upgrade_assist.fence in the data directory, written durably (temp
@@ -1186,15 +1194,9 @@ ua_fence_engage_until(const char *reason, TimestampTz auto_at)
 
 /*
  * ua_fence_engage
- *		Raise the fence exactly as fence() does before its drain, without an
- *		auto_unfence_after deadline and without draining: call
- *		ua_fence_drain() next.  The caller needs a transaction and owns the
+ *		Raise the fence as fence() does before its drain, without a deadline
+ *		and without draining (contract in fence.h).  The caller owns the
  *		fence from here on: an error after this returns does not lift it.
- *		Throws 22023 for a reason that is empty or longer than
- *		UA_FENCE_REASON_MAX bytes, 25001 when the caller's transaction has
- *		written (unless the session is exempt), 55000 when the cluster is
- *		fenced already or prepared transactions exist, and on I/O errors
- *		writing the fence file; after any of them the fence is as it was.
  */
 void
 ua_fence_engage(const char *reason)
@@ -1254,19 +1256,10 @@ ua_fence_drain_list(int64 drain_ms, int *finished, int *terminated)
 
 /*
  * ua_fence_drain
- *		The drain fence() does after raising the fence: in-flight write
- *		transactions of sessions that are not exempt may commit for drain_ms
- *		milliseconds, then their backends are terminated and waited for.
- *		Sets *finished and *terminated to how many ended either way, and
- *		fence_status's drain_state ('done'), drain_finished and
- *		drain_terminated.  Call it right after ua_fence_engage(), in a
- *		transaction.  When it returns, no transaction of a session that is
- *		not exempt can still commit a write while the fence stays up; the
- *		fence may have been lifted meanwhile (unfence()), which callers that
- *		depend on it check with ua_fence_is_up().
- *		Throws 55000 when a transaction was prepared during the drain, or a
- *		terminated backend did not exit, and 57014 on cancel.  It never lifts
- *		the fence: on error the caller decides.
+ *		The drain fence() does after raising the fence (contract in
+ *		fence.h).  When it returns, no transaction of a session that is not
+ *		exempt can still commit a write while the fence stays up.  It never
+ *		lifts the fence: on error the caller decides.
  */
 void
 ua_fence_drain(int64 drain_ms, int *finished, int *terminated)
@@ -1277,10 +1270,9 @@ ua_fence_drain(int64 drain_ms, int *finished, int *terminated)
 
 /*
  * ua_fence_release
- *		Lift the fence, as unfence() does; by names who did (a role name or
- *		what the caller is, e.g. "cutover"), shown as fence_status.lifted_by.
- *		Returns false when there was no fence.  Throws when the fence file
- *		cannot be removed; the fence then stays up.
+ *		Lift the fence as unfence() does; by is shown as lifted_by.  False
+ *		when there was no fence; throws (the fence stays up) when the fence
+ *		file cannot be removed.
  */
 bool
 ua_fence_release(const char *by)
