@@ -477,6 +477,43 @@ REVOKE ALL ON upgrade_assist.stats_coverage FROM PUBLIC;
 GRANT SELECT ON upgrade_assist.stats_coverage TO pg_monitor;
 
 -- ---------------------------------------------------------------------------
+-- Cutover support: what cutover() calls, on the peer or here.  See README,
+-- "Write fence" and "Markers".
+--   fence_exempt_session(): the calling session writes through the fence
+--     until it ends (the cutover's own session on the fenced peer).
+--   unfence_at_commit(): the fence is lifted when the calling transaction
+--     commits, and stays if it aborts (the point of no return is one peer
+--     transaction).
+--   marker_skip_own: while both directions replicate, a marker that went to
+--     the peer and came back (same origin and seq) would collide with
+--     itself; this replica trigger, which fires only in logical replication
+--     apply workers (session_replication_role = replica), skips rows whose
+--     origin is this cluster.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION upgrade_assist.fence_exempt_session()
+RETURNS void
+AS 'MODULE_PATHNAME', 'fence_exempt_session'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION upgrade_assist.unfence_at_commit()
+RETURNS void
+AS 'MODULE_PATHNAME', 'unfence_at_commit'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION upgrade_assist.marker_skip_own()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'marker_skip_own'
+LANGUAGE C;
+
+CREATE TRIGGER marker_skip_own
+    BEFORE INSERT ON upgrade_assist.marker
+    FOR EACH ROW EXECUTE FUNCTION upgrade_assist.marker_skip_own();
+ALTER TABLE upgrade_assist.marker ENABLE REPLICA TRIGGER marker_skip_own;
+
+REVOKE ALL ON FUNCTION upgrade_assist.fence_exempt_session() FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.unfence_at_commit() FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.marker_skip_own() FROM PUBLIC;
 -- Cutover (run on the cluster that is primary now; rollback is the same call
 -- on the other cluster).  The work is done by a background worker; the
 -- function reports each step as a NOTICE and returns the step table.
