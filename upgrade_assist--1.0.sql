@@ -514,6 +514,8 @@ ALTER TABLE upgrade_assist.marker ENABLE REPLICA TRIGGER marker_skip_own;
 REVOKE ALL ON FUNCTION upgrade_assist.fence_exempt_session() FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.unfence_at_commit() FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.marker_skip_own() FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
 -- Cutover (run on the cluster that is primary now; rollback is the same call
 -- on the other cluster).  The work is done by a background worker; the
 -- function reports each step as a NOTICE and returns the step table.
