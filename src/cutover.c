@@ -349,11 +349,37 @@ ua_spi_value(uint64 row, int col)
 	return v ? MemoryContextStrdup(ua_worker_cxt, v) : NULL;
 }
 
+/*
+ * ua_remote
+ *		One statement on the peer (ua_peer_query_ext).  Looking the peer up
+ *		reads catalogs, so a transaction is started when none is open.
+ */
+static PGresult *
+ua_remote(UaRun *run, const char *sql, int nparams, const char *const *values,
+		  TimestampTz deadline, bool may_retry)
+{
+	bool		own = !IsTransactionState();
+	PGresult   *res;
+
+	if (own)
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+	}
+	res = ua_peer_query_ext(run->peer, sql, nparams, values, deadline, may_retry);
+	if (own)
+	{
+		CommitTransactionCommand();
+		MemoryContextSwitchTo(ua_worker_cxt);
+	}
+	return res;
+}
+
 /* One remote statement within the attempt's deadline. */
 static PGresult *
 ua_rq(UaRun *run, const char *sql, int nparams, const char *const *values)
 {
-	return ua_peer_query(run->peer, sql, nparams, values, run->deadline);
+	return ua_remote(run, sql, nparams, values, run->deadline, true);
 }
 
 /* The same, with its own (abort-time) deadline, result discarded. */
@@ -361,7 +387,7 @@ static void
 ua_rq_until(UaRun *run, const char *sql, int nparams, const char *const *values,
 			TimestampTz deadline)
 {
-	PQclear(ua_peer_query(run->peer, sql, nparams, values, deadline));
+	PQclear(ua_remote(run, sql, nparams, values, deadline, true));
 }
 
 /*
@@ -464,10 +490,10 @@ ua_marker_on_peer(UaRun *run, int64 origin, int64 seq, TimestampTz deadline)
 
 		if (GetCurrentTimestamp() >= deadline)
 			return false;
-		res = ua_peer_query(run->peer,
-							"SELECT EXISTS (SELECT 1 FROM upgrade_assist.marker"
-							" WHERE origin = $1 AND seq = $2)",
-							2, vals, deadline);
+		res = ua_remote(run,
+						"SELECT EXISTS (SELECT 1 FROM upgrade_assist.marker"
+						" WHERE origin = $1 AND seq = $2)",
+						2, vals, deadline, true);
 		found = PQgetvalue(res, 0, 0)[0] == 't';
 		PQclear(res);
 		if (found)
@@ -557,7 +583,7 @@ ua_step_checks(UaRun *run, StringInfo detail)
 
 	/* The logical slots of this database: the forward one is among them. */
 	ua_cx_begin();
-	ua_spi("SELECT pg_catalog.coalesce(pg_catalog.array_agg(slot_name::text), '{}')::text"
+	ua_spi("SELECT coalesce(pg_catalog.array_agg(slot_name::text), '{}')::text"
 		   "  FROM pg_catalog.pg_replication_slots"
 		   " WHERE slot_type = 'logical' AND database = pg_catalog.current_database()",
 		   0, NULL, true);
@@ -662,8 +688,8 @@ ua_step_checks(UaRun *run, StringInfo detail)
 	ua_cx_end();
 
 	appendStringInfo(detail,
-					 "peer on PostgreSQL %d, fenced; forward subscription %s there (slot %s here, publications %s); %s",
-					 run->peer_version, run->fwd_sub, run->fwd_slot, run->fwd_pubs, pubs);
+					 "peer on PostgreSQL %d.%d, fenced; forward subscription %s there (slot %s here, publications %s); %s",
+					 run->peer_version / 10000, run->peer_version % 10000, run->fwd_sub, run->fwd_slot, run->fwd_pubs, pubs);
 }
 
 /* lag check: a probe marker reaches the peer within max_lag. */
@@ -764,10 +790,10 @@ ua_step_sequences(UaRun *run, StringInfo detail)
 	PGresult   *res;
 
 	ua_cx_begin();
-	ua_spi("SELECT pg_catalog.coalesce(pg_catalog.array_agg(schema_name ORDER BY schema_name, sequence_name), '{}')::text,"
-		   " pg_catalog.coalesce(pg_catalog.array_agg(sequence_name ORDER BY schema_name, sequence_name), '{}')::text,"
-		   " pg_catalog.coalesce(pg_catalog.array_agg(last_value ORDER BY schema_name, sequence_name), '{}')::text,"
-		   " pg_catalog.coalesce(pg_catalog.array_agg(is_called ORDER BY schema_name, sequence_name), '{}')::text"
+	ua_spi("SELECT coalesce(pg_catalog.array_agg(schema_name ORDER BY schema_name, sequence_name), '{}')::text,"
+		   " coalesce(pg_catalog.array_agg(sequence_name ORDER BY schema_name, sequence_name), '{}')::text,"
+		   " coalesce(pg_catalog.array_agg(last_value ORDER BY schema_name, sequence_name), '{}')::text,"
+		   " coalesce(pg_catalog.array_agg(is_called ORDER BY schema_name, sequence_name), '{}')::text"
 		   "  FROM upgrade_assist.sequence_states()",
 		   0, NULL, true);
 	for (int i = 0; i < 4; i++)
@@ -805,7 +831,7 @@ ua_step_reverse(UaRun *run, StringInfo detail)
 
 	ua_cx_begin();
 	vals[0] = run->fwd_pubs;
-	ua_spi("SELECT pg_catalog.coalesce(pg_catalog.bool_or(puballtables), false)"
+	ua_spi("SELECT coalesce(pg_catalog.bool_or(puballtables), false)"
 		   "  FROM pg_catalog.pg_publication WHERE pubname = ANY ($1::text[])",
 		   1, vals, true);
 	if (strcmp(ua_spi_value(0, 1), "t") == 0)
@@ -874,7 +900,10 @@ ua_step_reverse(UaRun *run, StringInfo detail)
 	 * (whose context would quote it) out of the log, and report only the
 	 * message of an error (ua_cutover_run never shows its context).
 	 */
-	conninfo = ua_peer_conninfo(run->peer);
+	StartTransactionCommand();
+	conninfo = MemoryContextStrdup(ua_worker_cxt, ua_peer_conninfo(run->peer));
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(ua_worker_cxt);
 	sql = psprintf("CREATE SUBSCRIPTION " UA_REVERSE_NAME " CONNECTION %s"
 				   " PUBLICATION " UA_REVERSE_NAME
 				   " WITH (create_slot = false, slot_name = %s, copy_data = false,"
@@ -963,13 +992,16 @@ ua_takeover_committed(UaRun *run)
 		{
 			PGresult   *res;
 
+			StartTransactionCommand();
 			ua_peer_forget(run->peer);
-			res = ua_peer_query(run->peer,
-								"SELECT count(*) FROM pg_catalog.pg_subscription s"
-								"  JOIN pg_catalog.pg_database d ON d.oid = s.subdbid"
-								" WHERE d.datname = pg_catalog.current_database()"
-								"   AND s.subname = $1",
-								1, vals, deadline);
+			CommitTransactionCommand();
+			MemoryContextSwitchTo(ua_worker_cxt);
+			res = ua_remote(run,
+							"SELECT count(*) FROM pg_catalog.pg_subscription s"
+							"  JOIN pg_catalog.pg_database d ON d.oid = s.subdbid"
+							" WHERE d.datname = pg_catalog.current_database()"
+							"   AND s.subname = $1",
+							1, vals, deadline, true);
 			result = strcmp(PQgetvalue(res, 0, 0), "0") == 0 ? 1 : 0;
 			PQclear(res);
 		}
@@ -977,6 +1009,8 @@ ua_takeover_committed(UaRun *run)
 		{
 			MemoryContextSwitchTo(cxt);
 			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			MemoryContextSwitchTo(cxt);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 100, PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
@@ -1005,15 +1039,16 @@ ua_step_unfence_peer(UaRun *run, StringInfo detail)
 	UA_CUT_SET(past_ponr, true);
 	PG_TRY();
 	{
-		PQclear(ua_peer_query_ext(run->peer,
-								  "SELECT upgrade_assist.cutover_takeover($1)",
-								  1, vals, run->deadline, false));
+		PQclear(ua_remote(run, "SELECT upgrade_assist.cutover_takeover($1)",
+						  1, vals, run->deadline, false));
 	}
 	PG_CATCH();
 	{
 		MemoryContextSwitchTo(cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
+		AbortOutOfAnyTransaction();
+		MemoryContextSwitchTo(cxt);
 	}
 	PG_END_TRY();
 
@@ -1106,15 +1141,14 @@ ua_drop_peer_slot(UaRun *run, TimestampTz deadline)
 					"  FROM pg_catalog.pg_replication_slots"
 					" WHERE slot_name = $1 AND active_pid IS NOT NULL",
 					1, vals, deadline);
-		res = ua_peer_query(run->peer,
-							"SELECT count(pg_catalog.pg_drop_replication_slot(slot_name))"
-							"  FROM pg_catalog.pg_replication_slots"
-							" WHERE slot_name = $1 AND NOT active",
-							1, vals, deadline);
-		PQclear(res);
-		res = ua_peer_query(run->peer,
-							"SELECT count(*) FROM pg_catalog.pg_replication_slots"
-							" WHERE slot_name = $1", 1, vals, deadline);
+		ua_rq_until(run,
+					"SELECT count(pg_catalog.pg_drop_replication_slot(slot_name))"
+					"  FROM pg_catalog.pg_replication_slots"
+					" WHERE slot_name = $1 AND NOT active",
+					1, vals, deadline);
+		res = ua_remote(run,
+						"SELECT count(*) FROM pg_catalog.pg_replication_slots"
+						" WHERE slot_name = $1", 1, vals, deadline, true);
 		gone = strcmp(PQgetvalue(res, 0, 0), "0") == 0;
 		PQclear(res);
 		if (gone)
@@ -1646,9 +1680,13 @@ ua_report_steps(bool *reported)
 		if (st.status[0] == '\0')
 			continue;
 		reported[i] = true;
+		if (strcmp(st.status, "skipped") == 0 && i < UA_NSTEPS)
+			continue;
 		ereport(NOTICE,
-				(errmsg("cutover step \"%s\": %s (%.1f ms)", name, st.status,
-						st.duration_us / 1000.0),
+				(st.started_at ?
+				 errmsg("cutover step \"%s\": %s (%.1f ms)", name, st.status,
+						st.duration_us / 1000.0) :
+				 errmsg("cutover step \"%s\": %s", name, st.status),
 				 st.detail[0] ? errdetail_internal("%s", st.detail) : 0));
 	}
 }
@@ -1757,6 +1795,8 @@ cutover(PG_FUNCTION_ARGS)
 				 errhint("The fence's drain would wait for this very transaction.")));
 	ua_peer_check(peer);
 	store = ua_materialize_srf(fcinfo, &tupdesc);
+	/* The worker's drain must not wait for (or terminate) this caller. */
+	ua_fence_leave_drain();
 
 	LWLockAcquire(ua_cut->lock, LW_EXCLUSIVE);
 	if (ua_cut->active)

@@ -1019,6 +1019,20 @@ ua_fence_exempt_end(void)
 }
 
 /*
+ * ua_fence_leave_drain
+ *		The calling transaction will not write: make it read-only and take
+ *		it out of what the drain waits for.  For cutover(), whose caller
+ *		waits in a statement while its own worker fences and drains.
+ */
+void
+ua_fence_leave_drain(void)
+{
+	XactReadOnly = true;
+	ua_arm_done = true;
+	ua_disarm();
+}
+
+/*
  * ua_fence_is_up
  *		Is the cluster fenced now?  For other files (the cutover).
  */

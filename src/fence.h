@@ -62,5 +62,6 @@ extern void ua_fence_engage(const char *reason);
 extern void ua_fence_drain(int64 drain_ms, int *finished, int *terminated);
 extern bool ua_fence_release(const char *by);
 extern void ua_fence_exempt_session(void);
+extern void ua_fence_leave_drain(void);
 
 #endif							/* UA_FENCE_H */
