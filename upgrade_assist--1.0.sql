@@ -525,7 +525,7 @@ REVOKE ALL ON FUNCTION upgrade_assist.marker_skip_own() FROM PUBLIC;
 -- ---------------------------------------------------------------------------
 
 CREATE TABLE upgrade_assist.cutover_history (
-    attempt bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    attempt bigint PRIMARY KEY,     -- max + 1: one cutover runs at a time
     peer text NOT NULL,
     started_at timestamptz NOT NULL,
     finished_at timestamptz,

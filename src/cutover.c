@@ -1327,8 +1327,10 @@ ua_history_begin(UaRun *run, TimestampTz started)
 		   "   SET outcome = 'interrupted', finished_at = pg_catalog.now(),"
 		   "       reason = 'the worker ended before finishing (server restart or crash)'"
 		   " WHERE outcome = 'running'", 0, NULL, false);
-	ua_spi("INSERT INTO upgrade_assist.cutover_history (peer, started_at, outcome)"
-		   " VALUES ($1, $2::timestamptz, 'running') RETURNING attempt::text",
+	/* No sequence: sync_sequences would move it, and one runs at a time. */
+	ua_spi("INSERT INTO upgrade_assist.cutover_history (attempt, peer, started_at, outcome)"
+		   " SELECT coalesce(max(attempt), 0) + 1, $1, $2::timestamptz, 'running'"
+		   "   FROM upgrade_assist.cutover_history RETURNING attempt::text",
 		   2, vals, false);
 	attempt = strtoi64(ua_spi_value(0, 1), NULL, 10);
 	ua_cx_end();
