@@ -223,6 +223,7 @@ sub alter_forward
 		"SELECT upgrade_assist.fence_exempt_session();\nALTER SUBSCRIPTION upgrade $action");
 	return;
 }
+
 my $fault_rows = 0;
 my ($r, @steps);
 
