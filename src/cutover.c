@@ -154,6 +154,7 @@ typedef struct UaCutoverShared
 	char		extra_step[16];
 	UaStepState steps[UA_NSTEPS + 1];
 	char		outcome[16];
+	char		failure[UA_DETAIL_MAX];	/* outcome "failed": the error */
 } UaCutoverShared;
 
 /* What the worker knows about its attempt. */
@@ -485,15 +486,38 @@ ua_marker_on_peer(UaRun *run, int64 origin, int64 seq, TimestampTz deadline)
 	snprintf(s, sizeof(s), INT64_FORMAT, seq);
 	for (;;)
 	{
-		PGresult   *res;
+		PGresult   *volatile res = NULL;
 		bool		found;
 
 		if (GetCurrentTimestamp() >= deadline)
 			return false;
-		res = ua_remote(run,
-						"SELECT EXISTS (SELECT 1 FROM upgrade_assist.marker"
-						" WHERE origin = $1 AND seq = $2)",
-						2, vals, deadline, true);
+		PG_TRY();
+		{
+			res = ua_remote(run,
+							"SELECT EXISTS (SELECT 1 FROM upgrade_assist.marker"
+							" WHERE origin = $1 AND seq = $2)",
+							2, vals, deadline, true);
+		}
+		PG_CATCH();
+		{
+			bool		aborting;
+			ErrorData  *edata;
+
+			/* A peer too slow to answer by the deadline: not there yet. */
+			MemoryContextSwitchTo(ua_worker_cxt);
+			edata = CopyErrorData();
+			LWLockAcquire(ua_cut->lock, LW_SHARED);
+			aborting = ua_cut->abort_requested;
+			LWLockRelease(ua_cut->lock);
+			if (aborting || GetCurrentTimestamp() < deadline ||
+				edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
+				PG_RE_THROW();
+			FlushErrorState();
+			AbortOutOfAnyTransaction();
+			MemoryContextSwitchTo(ua_worker_cxt);
+			return false;
+		}
+		PG_END_TRY();
 		found = PQgetvalue(res, 0, 0)[0] == 't';
 		PQclear(res);
 		if (found)
@@ -1599,8 +1623,13 @@ ua_cutover_worker_main(Datum main_arg pg_attribute_unused())
 	PG_CATCH();
 	{
 		/* Outside any step (the history table): say so, then exit. */
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
 		LWLockAcquire(ua_cut->lock, LW_EXCLUSIVE);
 		strlcpy(ua_cut->outcome, "failed", sizeof(ua_cut->outcome));
+		strlcpy(ua_cut->failure, edata->message, sizeof(ua_cut->failure));
 		ua_cut->worker_done = true;
 		ua_cut->worker = NULL;
 		if (!ua_cut->caller_attached)
@@ -1868,6 +1897,12 @@ cutover(PG_FUNCTION_ARGS)
 	ua_cut->caller = NULL;
 	ua_cut->active = false;
 	LWLockRelease(ua_cut->lock);
+
+	if (strcmp(result.outcome, "failed") == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("the cutover worker failed: %s", result.failure),
+				 errhint("This cluster may be fenced: see upgrade_assist.fence_status and the server log.")));
 
 	for (int i = 0; i <= UA_EXTRA; i++)
 	{
