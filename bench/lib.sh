@@ -161,19 +161,25 @@ build_extension() {
 }
 
 # private_installation SIDE: $WORK/pg-NN, a copy of that version's installation (its
-# bin, pkglib and share directories, at the same paths below $WORK/pg-NN, so that
-# PostgreSQL's relocation finds the library and share directories next to the
-# binaries) made of hard links, with the extension's files of $WORK/stage-NN put in
-# as new files (--remove-destination: the shared files are never written through a
-# link).  BIN[SIDE] becomes its bin directory.
+# bin, pkglib, share and include directories and libpq, at the same paths below
+# $WORK/pg-NN, so that PostgreSQL's relocation finds the library and share
+# directories next to the binaries, and pg_config answers for the copy) made of hard
+# links, with the extension's files of $WORK/stage-NN put in as new files
+# (--remove-destination: the shared files are never written through a link).
+# BIN[SIDE] becomes its bin directory.
 private_installation() {
 	local side=$1 v=${VERSION[$1]} pg_config=${BIN[$1]}/pg_config root=$WORK/pg-${VERSION[$1]} d
 	if [ ! -d "$root" ]; then
-		for d in "$("$pg_config" --bindir)" "$("$pg_config" --pkglibdir)" "$("$pg_config" --sharedir)"; do
+		for d in "$("$pg_config" --bindir)" "$("$pg_config" --pkglibdir)" "$("$pg_config" --sharedir)" \
+			"$("$pg_config" --includedir)"; do
 			[ ! -e "$root$d" ] || continue
 			mkdir -p "$root$(dirname "$d")"
 			cp -al "$d" "$root$d" 2>/dev/null || cp -a "$d" "$root$d" # another file system
 		done
+		# libpq only of the library directory (on Debian it is the system's)
+		d=$("$pg_config" --libdir)
+		mkdir -p "$root$d"
+		cp -al "$d"/libpq.* "$root$d/" 2>/dev/null || cp -a "$d"/libpq.* "$root$d/" 2>/dev/null || true
 		cp -a --remove-destination "$WORK/stage-$v/." "$root/"
 	fi
 	BIN[$side]=$root$("$pg_config" --bindir)
