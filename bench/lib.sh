@@ -339,6 +339,7 @@ setup_peer() {
 # reached over TCP on 127.0.0.1 as the superuser role ua_admin with a password.
 
 # postgresql.conf lines a cutover needs beyond init_cluster's (put them in BENCH_CONF)
+# shellcheck disable=SC2034 # used by the scripts that source this file
 CUTOVER_CONF="max_worker_processes = 16"
 
 declare -A PEER_OF=([old]=new_side [new]=old_side)
