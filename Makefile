@@ -15,14 +15,16 @@ OBJS = \
 	src/heartbeat.o \
 	src/heartbeat_worker.o \
 	src/fence.o \
+	src/drain.o \
 	src/sequences.o \
-	src/stats.o
+	src/stats.o \
+	src/cutover.o
 
 EXTENSION = upgrade_assist
 DATA = upgrade_assist--1.0.sql
 PGFILEDESC = "upgrade_assist - major-version upgrade helpers"
 
-REGRESS = install peers markers privileges restore fence sequences stats
+REGRESS = install peers markers privileges restore fence sequences stats cutover_support cutover
 # The library must be preloaded: every pg_regress run gets its own temporary
 # server with test/preload.conf.
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=$(srcdir)/test/preload.conf

@@ -223,6 +223,31 @@ SET row_security = off;
 REVOKE ALL ON FUNCTION upgrade_assist.sequence_plan(text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.sync_sequences(text, bigint) FROM PUBLIC;
 
+-- For the cutover, which moves the peer's sequences with this cluster's
+-- states without the peer connecting back: sequence_states reads the exact
+-- state of every sequence that sync_sequences considers (no table is read),
+-- sync_sequences_given is sync_sequences with those states given as arrays
+-- (element i of each: one sequence).
+CREATE FUNCTION upgrade_assist.sequence_states()
+RETURNS TABLE(schema_name text, sequence_name text,
+              last_value bigint, is_called boolean)
+AS 'MODULE_PATHNAME', 'sequence_states'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION upgrade_assist.sync_sequences_given(
+    schema_names text[],
+    sequence_names text[],
+    last_values bigint[],
+    is_called boolean[],
+    margin bigint DEFAULT 0)
+RETURNS SETOF upgrade_assist.sequence_step
+AS 'MODULE_PATHNAME', 'sync_sequences_given'
+LANGUAGE C VOLATILE
+SET row_security = off;
+
+REVOKE ALL ON FUNCTION upgrade_assist.sequence_states() FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.sync_sequences_given(text[], text[], bigint[], boolean[], bigint) FROM PUBLIC;
+
 -- ---------------------------------------------------------------------------
 -- Statistics rebuild after pg_upgrade (run on the new side).
 --
@@ -450,3 +475,141 @@ REVOKE ALL ON upgrade_assist.stats_progress FROM PUBLIC;
 GRANT SELECT ON upgrade_assist.stats_progress TO pg_monitor;
 REVOKE ALL ON upgrade_assist.stats_coverage FROM PUBLIC;
 GRANT SELECT ON upgrade_assist.stats_coverage TO pg_monitor;
+
+-- ---------------------------------------------------------------------------
+-- Cutover support: what cutover() calls, on the peer or here.  See README,
+-- "Write fence" and "Markers".
+--   fence_exempt_session(): the calling session writes through the fence
+--     until it ends (the cutover's own session on the fenced peer).
+--   unfence_at_commit(): the fence is lifted when the calling transaction
+--     commits, and stays if it aborts (the point of no return is one peer
+--     transaction).
+--   marker_skip_own: while both directions replicate, a marker that went to
+--     the peer and came back (same origin and seq) would collide with
+--     itself; this replica trigger, which fires only in logical replication
+--     apply workers (session_replication_role = replica), skips rows whose
+--     origin is this cluster.
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION upgrade_assist.fence_exempt_session()
+RETURNS void
+AS 'MODULE_PATHNAME', 'fence_exempt_session'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION upgrade_assist.unfence_at_commit()
+RETURNS void
+AS 'MODULE_PATHNAME', 'unfence_at_commit'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION upgrade_assist.marker_skip_own()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'marker_skip_own'
+LANGUAGE C;
+
+CREATE TRIGGER marker_skip_own
+    BEFORE INSERT ON upgrade_assist.marker
+    FOR EACH ROW EXECUTE FUNCTION upgrade_assist.marker_skip_own();
+ALTER TABLE upgrade_assist.marker ENABLE REPLICA TRIGGER marker_skip_own;
+
+REVOKE ALL ON FUNCTION upgrade_assist.fence_exempt_session() FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.unfence_at_commit() FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.marker_skip_own() FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
+-- Cutover (run on the cluster that is primary now; rollback is the same call
+-- on the other cluster).  The work is done by a background worker; the
+-- function reports each step as a NOTICE and returns the step table.
+-- cutover_history keeps one row per attempt (dry runs are not recorded).
+-- Its replica trigger drops rows that arrive through replication (a FOR ALL
+-- TABLES publication carries this table too): each cluster keeps its own.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE upgrade_assist.cutover_history (
+    attempt bigint PRIMARY KEY,     -- max + 1: one cutover runs at a time
+    peer text NOT NULL,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz,
+    outcome text NOT NULL
+        CHECK (outcome IN ('running', 'succeeded', 'aborted', 'interrupted', 'unknown')),
+    failed_step text,
+    reason text,
+    blackout interval,
+    fenced_at timestamptz,
+    peer_writable_at timestamptz,
+    steps jsonb NOT NULL DEFAULT '[]'
+);
+SELECT pg_catalog.pg_extension_config_dump('upgrade_assist.cutover_history', '');
+
+CREATE FUNCTION upgrade_assist.cutover_history_keep_local()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER keep_local
+    BEFORE INSERT OR UPDATE OR DELETE ON upgrade_assist.cutover_history
+    FOR EACH ROW EXECUTE FUNCTION upgrade_assist.cutover_history_keep_local();
+ALTER TABLE upgrade_assist.cutover_history ENABLE REPLICA TRIGGER keep_local;
+
+CREATE FUNCTION upgrade_assist.cutover(
+    peer text,
+    max_lag interval DEFAULT '1s',
+    timeout interval DEFAULT '60s',
+    sequence_margin bigint DEFAULT 0,
+    reverse boolean DEFAULT true,
+    dry_run boolean DEFAULT false)
+RETURNS TABLE (step text, status text, started_at timestamptz,
+               duration interval, detail text)
+AS 'MODULE_PATHNAME', 'cutover'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION upgrade_assist.cutover_resume()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'cutover_resume'
+LANGUAGE C VOLATILE;
+
+-- The peer's half of the point of no return, called by the cutover worker
+-- of the other cluster: drop the forward subscription (its slot is on the
+-- caller's side, which drops it) and lift the fence when this commits.
+CREATE FUNCTION upgrade_assist.cutover_takeover(forward_subscription name)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    EXECUTE format('ALTER SUBSCRIPTION %I DISABLE', forward_subscription);
+    EXECUTE format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', forward_subscription);
+    EXECUTE format('DROP SUBSCRIPTION %I', forward_subscription);
+    PERFORM upgrade_assist.unfence_at_commit();
+END
+$$;
+
+CREATE FUNCTION upgrade_assist.cutover_progress_rows(
+    OUT attempt bigint,
+    OUT peer text,
+    OUT phase text,
+    OUT started_at timestamptz,
+    OUT elapsed interval,
+    OUT blackout interval,
+    OUT past_point_of_no_return boolean)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'cutover_progress_rows'
+LANGUAGE C VOLATILE;
+
+CREATE VIEW upgrade_assist.cutover_progress AS
+    SELECT * FROM upgrade_assist.cutover_progress_rows();
+
+REVOKE ALL ON upgrade_assist.cutover_history FROM PUBLIC;
+GRANT SELECT ON upgrade_assist.cutover_history TO pg_monitor;
+REVOKE ALL ON FUNCTION upgrade_assist.cutover(text, interval, interval, bigint, boolean, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.cutover_resume() FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.cutover_takeover(name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.cutover_history_keep_local() FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.cutover_progress_rows() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION upgrade_assist.cutover_progress_rows() TO pg_monitor;
+REVOKE ALL ON upgrade_assist.cutover_progress FROM PUBLIC;
+GRANT SELECT ON upgrade_assist.cutover_progress TO pg_monitor;

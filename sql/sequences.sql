@@ -205,9 +205,131 @@ SELECT * FROM upgrade_assist.sync_sequences();
 \set VERBOSITY default
 ROLLBACK;
 
+-- sequence_states and sync_sequences_given, the cutover's pair: the states
+-- of every sequence, exact and read without any table, and sync_sequences
+-- with the source's states given as arrays.
+CREATE SCHEMA seqgiven;
+CREATE SEQUENCE seqgiven.called_seq;
+SELECT nextval('seqgiven.called_seq'), nextval('seqgiven.called_seq');
+CREATE SEQUENCE seqgiven.fresh_seq START 50;
+CREATE SEQUENCE seqgiven.reset_seq;
+SELECT setval('seqgiven.reset_seq', 30, false);
+CREATE SEQUENCE seqgiven.desc_seq INCREMENT -1 MAXVALUE -1 START -1;
+CREATE SEQUENCE seqgiven.other_seq;
+CREATE SEQUENCE seqgiven.small_seq MAXVALUE 100;
+CREATE TEMP SEQUENCE temp_seq;
+SELECT * FROM upgrade_assist.sequence_states() WHERE schema_name = 'seqgiven';
+SELECT count(*) AS temporary_listed
+  FROM upgrade_assist.sequence_states() WHERE schema_name LIKE 'pg_temp%';
+-- The same states as pg_sequences shows (NULL there: never called).
+SELECT count(*) AS listed,
+       count(*) FILTER (WHERE CASE WHEN st.is_called
+                                   THEN p.last_value IS DISTINCT FROM st.last_value
+                                   ELSE p.last_value IS NOT NULL END) AS different
+  FROM upgrade_assist.sequence_states() st
+  JOIN pg_catalog.pg_sequences p
+    ON p.schemaname = st.schema_name AND p.sequencename = st.sequence_name;
+
+-- Forward from the given states, by the next value nextval() returns:
+-- called_seq 100 called, fresh_seq is ahead (never backwards), reset_seq
+-- 30 called (31, not 30), desc_seq descends; other_seq is not given, and
+-- an entry naming no sequence here is ignored.
+SELECT sequence, current_value, current_is_called, source_value,
+       source_is_called, new_value, action, detail
+  FROM upgrade_assist.sync_sequences_given(
+         ARRAY['seqgiven', 'seqgiven', 'seqgiven', 'seqgiven', 'nowhere'],
+         ARRAY['called_seq', 'fresh_seq', 'reset_seq', 'desc_seq', 'called_seq'],
+         ARRAY[100, 40, 30, -20, 5000],
+         ARRAY[true, true, true, true, true])
+ WHERE sequence::text LIKE 'seqgiven.%';
+SELECT nextval('seqgiven.called_seq') AS called, nextval('seqgiven.fresh_seq') AS fresh,
+       nextval('seqgiven.reset_seq') AS reset, nextval('seqgiven.desc_seq') AS descending;
+
+-- This cluster's own states given back: nothing to do.
+SELECT count(*) FILTER (WHERE g.action <> 'none') AS to_do,
+       count(*) FILTER (WHERE g.source_value IS NULL) AS not_given
+  FROM (SELECT array_agg(schema_name) AS n, array_agg(sequence_name) AS r,
+               array_agg(last_value) AS v, array_agg(is_called) AS c
+          FROM upgrade_assist.sequence_states()) st,
+       upgrade_assist.sync_sequences_given(st.n, st.r, st.v, st.c) g;
+
+-- Margin: added in the sequence's direction to the furthest position.
+SELECT sequence, current_value, source_value, new_value, action
+  FROM upgrade_assist.sync_sequences_given(
+         ARRAY['seqgiven', 'seqgiven'], ARRAY['called_seq', 'desc_seq'],
+         ARRAY[200, -30], ARRAY[true, false], margin => 5)
+ WHERE sequence::text IN ('seqgiven.called_seq', 'seqgiven.desc_seq');
+
+-- Overflow: an error naming the sequence, and no sequence changes.
+CREATE TEMP TABLE before3 AS
+  SELECT schema_name, sequence_name, last_value, is_called
+    FROM upgrade_assist.sequence_states();
+SELECT * FROM upgrade_assist.sync_sequences_given(
+         ARRAY['seqgiven', 'seqgiven'], ARRAY['called_seq', 'small_seq'],
+         ARRAY[1000, 100], ARRAY[true, true]);
+\set VERBOSITY sqlstate
+SELECT * FROM upgrade_assist.sync_sequences_given(
+         ARRAY['seqgiven'], ARRAY['called_seq'],
+         ARRAY[9223372036854775807], ARRAY[true]);
+\set VERBOSITY default
+SELECT count(*) AS changed_by_failed_sync
+  FROM before3 b FULL JOIN upgrade_assist.sequence_states() s
+       USING (schema_name, sequence_name)
+ WHERE (s.last_value, s.is_called) IS DISTINCT FROM (b.last_value, b.is_called);
+
+-- Bad arrays and margins.
+SELECT * FROM upgrade_assist.sync_sequences_given(
+         ARRAY['seqgiven', 'seqgiven'], ARRAY['called_seq'], ARRAY[1], ARRAY[true]);
+SELECT * FROM upgrade_assist.sync_sequences_given(
+         ARRAY[['seqgiven']], ARRAY[['called_seq']], ARRAY[[1]], ARRAY[[true]]);
+SELECT * FROM upgrade_assist.sync_sequences_given(
+         ARRAY['seqgiven', 'seqgiven'], ARRAY['called_seq', 'called_seq'],
+         ARRAY[1, 2], ARRAY[true, true]);
+SELECT * FROM upgrade_assist.sync_sequences_given(
+         NULL, ARRAY['called_seq'], ARRAY[1], ARRAY[true]);
+SELECT * FROM upgrade_assist.sync_sequences_given(
+         ARRAY['seqgiven'], ARRAY['called_seq'], ARRAY[NULL::bigint], ARRAY[true]);
+\set VERBOSITY sqlstate
+SELECT * FROM upgrade_assist.sync_sequences_given(
+         ARRAY['seqgiven'], ARRAY['called_seq'], ARRAY[1], ARRAY[true, false]);
+SELECT * FROM upgrade_assist.sync_sequences_given(
+         ARRAY['seqgiven'], ARRAY['called_seq'], ARRAY[1], ARRAY[[true]]);
+SELECT * FROM upgrade_assist.sync_sequences_given(
+         ARRAY['seqgiven'], ARRAY['called_seq'], ARRAY[1], NULL);
+SELECT * FROM upgrade_assist.sync_sequences_given(
+         ARRAY['seqgiven'], ARRAY[NULL], ARRAY[1], ARRAY[true]);
+SELECT * FROM upgrade_assist.sync_sequences_given(
+         ARRAY['seqgiven'], ARRAY['called_seq'], ARRAY[1], ARRAY[true], NULL);
+SELECT * FROM upgrade_assist.sync_sequences_given(
+         ARRAY['seqgiven'], ARRAY['called_seq'], ARRAY[1], ARRAY[true], -1);
+\set VERBOSITY default
+-- Empty arrays: no source state for any sequence.
+SELECT count(*) FILTER (WHERE detail = 'Not on the source.') AS not_on_source,
+       count(*) AS sequences
+  FROM upgrade_assist.sync_sequences_given('{}', '{}', '{}', '{}');
+
+-- Privileges: neither is open to PUBLIC; sequence_states needs SELECT on
+-- every sequence, and no table.
+SET ROLE regress_ua_seq;
+\set VERBOSITY sqlstate
+SELECT count(*) FROM upgrade_assist.sequence_states();
+SELECT * FROM upgrade_assist.sync_sequences_given('{}', '{}', '{}', '{}');
+\set VERBOSITY default
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION upgrade_assist.sequence_states() TO regress_ua_seq;
+SET ROLE regress_ua_seq;
+SELECT count(*) FROM upgrade_assist.sequence_states();
+RESET ROLE;
+GRANT USAGE ON SCHEMA seqgiven TO regress_ua_seq;
+GRANT SELECT ON ALL SEQUENCES IN SCHEMA seqgiven TO regress_ua_seq;
+REVOKE SELECT ON ALL TABLES IN SCHEMA seqtest, "Odd Schema" FROM regress_ua_seq;
+SET ROLE regress_ua_seq;
+SELECT count(*) AS listed FROM upgrade_assist.sequence_states();
+RESET ROLE;
+
 DROP OWNED BY regress_ua_seq;
 DROP ROLE regress_ua_seq;
 RESET search_path;
 SET client_min_messages = warning;
-DROP SCHEMA seqtest, "Odd Schema" CASCADE;
+DROP SCHEMA seqtest, "Odd Schema", seqgiven CASCADE;
 RESET client_min_messages;

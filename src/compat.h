@@ -200,4 +200,38 @@ ua_find_guc(const char *name)
 #define UA_ANALYZE_ONLY(relkind) ""
 #endif
 
+/*
+ * strtoi64: c.h has it from 15 on.
+ */
+#ifndef strtoi64
+#define strtoi64(str, endptr, base) ((int64) strtoll((str), (endptr), (base)))
+#endif
+
+/*
+ * ua_client_connection_lost: has the client closed its connection?  14 added
+ * pq_check_connection(); before it, peek at the socket (libpq-be.h is safe
+ * to include there only where it does not need the GSSAPI headers, as on 13).
+ */
+#if PG_VERSION_NUM >= 140000
+/* libpq/libpq.h declares it, but pulls in GSSAPI headers where built with GSS */
+extern bool pq_check_connection(void);
+#define ua_client_connection_lost() (!pq_check_connection())
+#else
+#include <sys/socket.h>
+#include "libpq/libpq-be.h"
+static inline bool
+ua_client_connection_lost(void)
+{
+	char		c;
+	ssize_t		r;
+
+	if (MyProcPort == NULL || MyProcPort->sock == PGINVALID_SOCKET)
+		return false;
+	r = recv(MyProcPort->sock, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (r == 0)
+		return true;
+	return r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+#endif
+
 #endif							/* UA_COMPAT_H */

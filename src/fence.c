@@ -20,9 +20,11 @@
  * to name the fence and its reason.
  *
  * Exempt: sessions whose session user is listed in
- * upgrade_assist.fence_exempt_roles, logical replication workers (apply,
- * table sync, parallel apply), parallel workers (their leader decides), and
- * the extension's own marker inserts (ua_fence_exempt_begin/end).
+ * upgrade_assist.fence_exempt_roles, sessions that called
+ * fence_exempt_session() (until they end), logical replication workers
+ * (apply, table sync, parallel apply), parallel workers (their leader
+ * decides), and the extension's own marker inserts
+ * (ua_fence_exempt_begin/end).
  *
  * Drain.  A transaction that could already write when the fence went up
  * must end before fence() returns.  Each backend "arms" its transaction the
@@ -34,6 +36,12 @@
  * running a statement, is drained: it may go on writing and commit for
  * drain_timeout, then its backend is terminated.  An armed transaction that
  * is idle without an xid has written nothing; its next statement is fenced.
+ * The waiting itself is in drain.c.
+ *
+ * For the cutover, fence() and unfence() are also a C API (fence.h):
+ * ua_fence_engage, ua_fence_drain, ua_fence_release; and
+ * unfence_at_commit() lifts the fence from the transaction callback when the
+ * calling transaction commits.
  *
  * Persistence.  The state lives in shared memory and, while fenced, in the
  * file upgrade_assist.fence in the data directory, written durably (temp
@@ -58,18 +66,17 @@
  */
 #include "postgres.h"
 
-#include <signal.h>
 #include <unistd.h>
 
 #include "access/parallel.h"
 #include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/objectaccess.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/dbcommands.h"
 #include "executor/executor.h"
-#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -78,10 +85,7 @@
 #include "replication/logicalworker.h"
 #include "storage/fd.h"
 #include "storage/ipc.h"
-#include "storage/latch.h"
-#include "storage/lmgr.h"
 #include "storage/proc.h"
-#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "tcop/cmdtag.h"
 #include "tcop/utility.h"
@@ -94,11 +98,9 @@
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 #include "utils/varlena.h"
-#if PG_VERSION_NUM >= 150000
-#include "utils/backend_status.h"
-#endif
 
 #include "compat.h"
+#include "drain.h"
 #include "fence.h"
 #include "upgrade_assist.h"
 
@@ -108,12 +110,6 @@
 
 /* Longest reason accepted, in bytes. */
 #define UA_FENCE_REASON_MAX 512
-
-/* How often the drain looks again at backends it cannot wait for on a lock. */
-#define UA_DRAIN_POLL_MS 10
-
-/* How long terminated backends get to exit before fence() gives up. */
-#define UA_TERMINATE_WAIT_MS 30000
 
 typedef enum UaDrainState
 {
@@ -142,20 +138,6 @@ typedef struct UaFenceShared
 	pg_atomic_uint32 armed[FLEXIBLE_ARRAY_MEMBER];	/* pid, or 0 */
 } UaFenceShared;
 
-/* A backend the drain waits for. */
-typedef struct UaDrainee
-{
-	int			pid;
-	int			procno;
-	TransactionId xid;
-	Oid			dbid;
-	Oid			userid;
-	char		appname[NAMEDATALEN];
-	bool		busy;			/* busy at the latest look */
-	bool		terminated;
-	TimestampTz ended;
-} UaDrainee;
-
 /* GUC */
 static char *ua_fence_exempt_roles = NULL;
 
@@ -171,6 +153,19 @@ static int	ua_role_exempt = -1;	/* cached role exemption, -1 unknown */
 /* Depth of ua_fence_exempt_begin() sections. */
 static int	ua_exempt_depth = 0;
 
+/* ua_fence_exempt_session() was called: exempt until the backend exits. */
+static bool ua_exempt_session = false;
+
+/*
+ * unfence_at_commit(): the subtransaction that asked (moved to its parent
+ * when it commits, forgotten when it aborts), InvalidSubTransactionId when
+ * nothing is pending; the fence generation to lift and who asked.
+ */
+static SubTransactionId ua_unfence_subid = InvalidSubTransactionId;
+static uint64 ua_unfence_generation = 0;
+static char ua_unfence_by[NAMEDATALEN];
+static bool ua_subxact_callback_registered = false;
+
 /* Previous hooks */
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ExecutorRun_hook_type prev_ExecutorRun = NULL;
@@ -183,11 +178,13 @@ static GucBoolCheckHook prev_check_default_ro = NULL;
 PG_FUNCTION_INFO_V1(fence);
 PG_FUNCTION_INFO_V1(unfence);
 PG_FUNCTION_INFO_V1(fence_status);
+PG_FUNCTION_INFO_V1(fence_exempt_session);
+PG_FUNCTION_INFO_V1(unfence_at_commit);
 
 /* Prefix of every fence error message; also how a rewritten one is known. */
 #define UA_FENCE_MSG_PREFIX "write fence is up"
 
-static bool ua_fence_lift(const char *by, int elevel);
+static bool ua_fence_lift(const char *by, int elevel, uint64 generation);
 
 
 /* ---------------------------------------------------------------------------
@@ -427,14 +424,16 @@ ua_exempt_role_oids(void)
 /*
  * ua_session_exempt
  *		Is this session exempt from the fence?  Exempt: the extension's own
- *		marker inserts, logical replication and parallel workers, and sessions
- *		whose session user is listed in upgrade_assist.fence_exempt_roles.
- *		The role answer is cached until the end of the transaction.
+ *		marker inserts, sessions that called ua_fence_exempt_session(),
+ *		logical replication and parallel workers, and sessions whose session
+ *		user is listed in upgrade_assist.fence_exempt_roles.  The role answer
+ *		is cached until the end of the transaction.
  */
 static bool
 ua_session_exempt(void)
 {
-	if (ua_exempt_depth > 0 || IsLogicalWorker() || IsParallelWorker())
+	if (ua_exempt_depth > 0 || ua_exempt_session ||
+		IsLogicalWorker() || IsParallelWorker())
 		return true;
 	if (ua_role_exempt < 0)
 	{
@@ -460,7 +459,7 @@ ua_fence_up(void)
 	auto_at = pg_atomic_read_u64(&ua_fence->auto_unfence_at);
 	if (auto_at != 0 && (TimestampTz) auto_at <= GetCurrentTimestamp())
 	{
-		(void) ua_fence_lift("auto_unfence_after", LOG);
+		(void) ua_fence_lift("auto_unfence_after", LOG, 0);
 		return pg_atomic_read_u32(&ua_fence->fenced) != 0;
 	}
 	return true;
@@ -489,6 +488,9 @@ ua_session_fenced(void)
  * ua_arm
  *		Publish that this transaction may write without seeing the fence
  *		again, then make the store visible before the caller reads the flag.
+ *		Sessions that the fence never stops (exempt for the rest of the
+ *		session, logical replication and parallel workers) do not publish:
+ *		the drain has nothing to wait for in them.
  */
 static void
 ua_arm(void)
@@ -496,7 +498,7 @@ ua_arm(void)
 	int			procno = UA_MY_PROCNO;
 
 	ua_arm_done = true;
-	if (IsLogicalWorker() || IsParallelWorker() ||
+	if (ua_exempt_session || IsLogicalWorker() || IsParallelWorker() ||
 		procno < 0 || procno >= ua_fence->nprocs)
 		return;
 	pg_atomic_write_u32(&ua_fence->armed[procno], (uint32) MyProcPid);
@@ -836,12 +838,25 @@ ua_check_default_transaction_read_only(bool *newval, void **extra, GucSource sou
  *		At transaction end: disarm and forget the per-transaction state.
  *		Runs after the transaction left the proc array, so the drain never
  *		sees an ended transaction as disarmed-but-running.
+ *
+ *		At commit, lifts the fence that unfence_at_commit() asked for.  The
+ *		transaction has committed by then, so nothing here may throw: the
+ *		lift runs with elevel LOG (a fence file that cannot be removed is
+ *		logged, and the fence comes back at the next restart).  A
+ *		transaction that asked for it cannot be prepared: nobody would lift
+ *		the fence at COMMIT PREPARED.
  */
 static void
 ua_fence_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_PREPARE:
+			if (ua_unfence_subid != InvalidSubTransactionId)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that called upgrade_assist.unfence_at_commit()")));
+			break;
 		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PREPARE:
@@ -853,10 +868,36 @@ ua_fence_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 			ua_role_exempt = -1;
 			if (event == XACT_EVENT_ABORT)
 				ua_exempt_depth = 0;
+			if (ua_unfence_subid != InvalidSubTransactionId)
+			{
+				ua_unfence_subid = InvalidSubTransactionId;
+				if (event == XACT_EVENT_COMMIT)
+					(void) ua_fence_lift(ua_unfence_by, LOG, ua_unfence_generation);
+			}
 			break;
 		default:
 			break;
 	}
+}
+
+/*
+ * ua_fence_subxact_callback
+ *		Registered by the first unfence_at_commit() of the backend: a request
+ *		made in a subtransaction moves to its parent when the subtransaction
+ *		commits and is forgotten when it aborts (ROLLBACK TO SAVEPOINT, an
+ *		exception block).
+ */
+static void
+ua_fence_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						  SubTransactionId parentSubid,
+						  void *arg pg_attribute_unused())
+{
+	if (ua_unfence_subid == InvalidSubTransactionId || ua_unfence_subid != mySubid)
+		return;
+	if (event == SUBXACT_EVENT_COMMIT_SUB)
+		ua_unfence_subid = parentSubid;
+	else if (event == SUBXACT_EVENT_ABORT_SUB)
+		ua_unfence_subid = InvalidSubTransactionId;
 }
 
 /*
@@ -978,6 +1019,20 @@ ua_fence_exempt_end(void)
 }
 
 /*
+ * ua_fence_leave_drain
+ *		The calling transaction will not write: make it read-only and take
+ *		it out of what the drain waits for.  For cutover(), whose caller
+ *		waits in a statement while its own worker fences and drains.
+ */
+void
+ua_fence_leave_drain(void)
+{
+	XactReadOnly = true;
+	ua_arm_done = true;
+	ua_disarm();
+}
+
+/*
  * ua_fence_is_up
  *		Is the cluster fenced now?  For other files (the cutover).
  */
@@ -985,6 +1040,27 @@ bool
 ua_fence_is_up(void)
 {
 	return ua_fence_up();
+}
+
+/*
+ * ua_fence_exempt_session
+ *		From now until the backend exits, this session writes through the
+ *		fence.  Also lifts a read-only mode the fence forced on the current
+ *		transaction, and withdraws the transaction from armed[], so that a
+ *		drain running now or later neither waits for nor terminates it (its
+ *		writes are not stopped by the fence, waiting for them is pointless).
+ *		Never throws.
+ */
+void
+ua_fence_exempt_session(void)
+{
+	ua_exempt_session = true;
+	ua_disarm();
+	if (ua_forced_ro)
+	{
+		XactReadOnly = false;
+		ua_forced_ro = false;
+	}
 }
 
 
@@ -1041,18 +1117,28 @@ ua_fence_raise(const char *reason, TimestampTz auto_at)
 /*
  * ua_fence_lift
  *		Lift the fence: remove the file, then clear the flag.  by says who
- *		(a role name, or "auto_unfence_after").  Returns false when there was
- *		no fence.  With elevel ERROR, a file that cannot be removed keeps the
- *		fence up and throws; with LOG, the fence is lifted anyway (used where
- *		the deadline has passed, which a restart also honours).
+ *		(a role name, or "auto_unfence_after").  generation, when not 0, is
+ *		the fence to lift: a later one (lifted and raised again meanwhile)
+ *		stays up, with a LOG.  Returns false when there was no fence (or not
+ *		that one).  With elevel ERROR, a file that cannot be removed keeps
+ *		the fence up and throws; with LOG, the fence is lifted anyway (used
+ *		where the deadline has passed, which a restart also honours, and
+ *		after commit, where nothing may throw).
  */
 static bool
-ua_fence_lift(const char *by, int elevel)
+ua_fence_lift(const char *by, int elevel, uint64 generation)
 {
 	LWLockAcquire(ua_fence->lock, LW_EXCLUSIVE);
 	if (pg_atomic_read_u32(&ua_fence->fenced) == 0)
 	{
 		LWLockRelease(ua_fence->lock);
+		return false;
+	}
+	if (generation != 0 && ua_fence->generation != generation)
+	{
+		LWLockRelease(ua_fence->lock);
+		ereport(LOG,
+				(errmsg("upgrade_assist write fence not lifted by %s: it was raised again since", by)));
 		return false;
 	}
 	if (unlink(UA_FENCE_FILE) != 0 && errno != ENOENT)
@@ -1073,327 +1159,38 @@ ua_fence_lift(const char *by, int elevel)
 	return true;
 }
 
-
-/* ---------------------------------------------------------------------------
- * Drain
- * ---------------------------------------------------------------------------
- */
-
 /*
- * ua_prepared_xacts
- *		Names of the prepared transactions of the cluster, as a detail text,
- *		or NULL when there are none.
- */
-static char *
-ua_prepared_xacts(void)
-{
-	StringInfoData buf;
-	int			rc;
-
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	rc = SPI_execute("SELECT pg_catalog.quote_literal(gid) || ' in database ' ||"
-					 " pg_catalog.quote_ident(database::text)"
-					 " FROM pg_catalog.pg_prepared_xacts ORDER BY prepared",
-					 true, 0);
-	if (rc != SPI_OK_SELECT)
-		elog(ERROR, "reading pg_prepared_xacts failed: %s", SPI_result_code_string(rc));
-	if (SPI_processed == 0)
-	{
-		SPI_finish();
-		return NULL;
-	}
-	initStringInfo(&buf);
-	for (uint64 i = 0; i < SPI_processed; i++)
-		appendStringInfo(&buf, "%s%s", i > 0 ? ", " : "",
-						 SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1));
-	SPI_finish();
-	return buf.data;
-}
-
-/*
- * ua_drain_scan
- *		One look at the armed backends: adds the busy ones not seen before to
- *		*list and sets busy on every entry.  Returns how many are busy.
- *		exempt: role OIDs whose sessions are skipped.
- */
-static int
-ua_drain_scan(List **list, List *exempt)
-{
-	int			nbusy = 0;
-	int			nbe;
-	ListCell   *lc;
-
-	foreach(lc, *list)
-		((UaDrainee *) lfirst(lc))->busy = false;
-
-	/* Fresh copy of the backend status array. */
-	pgstat_clear_snapshot();
-	nbe = pgstat_fetch_stat_numbackends();
-
-	for (int procno = 0; procno < ua_fence->nprocs; procno++)
-	{
-		int			pid = (int) pg_atomic_read_u32(&ua_fence->armed[procno]);
-		PGPROC	   *proc;
-		TransactionId xid;
-		PgBackendStatus *be = NULL;
-		bool		running;
-		UaDrainee  *d = NULL;
-
-		if (pid == 0 || pid == MyProcPid)
-			continue;
-		proc = &ProcGlobal->allProcs[procno];
-		if (proc->pid != pid || BackendPidGetProc(pid) == NULL)
-			continue;			/* left behind by a backend that is gone */
-		xid = UA_PROC_XID(proc);
-
-		for (int i = 1; i <= nbe; i++)
-		{
-			LocalPgBackendStatus *local = ua_local_beentry(i);
-
-			if (local && local->backendStatus.st_procpid == pid)
-			{
-				be = &local->backendStatus;
-				break;
-			}
-		}
-		if (be && list_member_oid(exempt, be->st_userid))
-			continue;
-
-		/*
-		 * Idle in a transaction without an xid: nothing written, and the next
-		 * statement is fenced.  Without track_activities (state unknown) the
-		 * backend counts as running.
-		 */
-		running = be == NULL ||
-			(be->st_state != STATE_IDLE &&
-			 be->st_state != STATE_IDLEINTRANSACTION &&
-			 be->st_state != STATE_IDLEINTRANSACTION_ABORTED);
-		if (!TransactionIdIsValid(xid) && !running)
-			continue;
-
-		foreach(lc, *list)
-		{
-			UaDrainee  *e = lfirst(lc);
-
-			if (e->pid == pid)
-				d = e;
-		}
-		if (d == NULL)
-		{
-			d = palloc0(sizeof(UaDrainee));
-			d->pid = pid;
-			d->procno = procno;
-			if (be)
-			{
-				d->dbid = be->st_databaseid;
-				d->userid = be->st_userid;
-				strlcpy(d->appname, be->st_appname, sizeof(d->appname));
-			}
-			*list = lappend(*list, d);
-		}
-		d->xid = xid;
-		d->busy = true;
-		d->ended = 0;
-		nbusy++;
-	}
-	return nbusy;
-}
-
-/*
- * ua_wait_for_xid
- *		Wait until transaction xid ends, at most timeout_ms, as a lock wait
- *		(visible in pg_locks).  Returns at the timeout or on a deadlock with
- *		the waiter; throws on cancel.
+ * ua_fence_check_reason
+ *		Throw 22023 unless reason is 1 to UA_FENCE_REASON_MAX bytes long.
  */
 static void
-ua_wait_for_xid(TransactionId xid, long timeout_ms)
+ua_fence_check_reason(const char *reason)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	char		buf[32];
-
-	snprintf(buf, sizeof(buf), "%ld", Max(1, Min(timeout_ms, (long) INT_MAX)));
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		(void) set_config_option("lock_timeout", buf, PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_LOCAL, true, ERROR, false);
-		XactLockTableWait(xid, NULL, NULL, XLTW_None);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE &&
-			edata->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED)
-			ReThrowError(edata);
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
-}
-
-/*
- * ua_drain
- *		Wait until no armed, non-exempt backend is busy (holds an xid or runs
- *		a statement), at most drain_ms; then terminate the rest and wait
- *		until they are gone.  Returns the list of UaDrainee seen busy.
- *		Throws 57014 on cancel, and 57P01-like failure (55000) when a
- *		terminated backend does not exit.
- */
-static List *
-ua_drain(int64 drain_ms)
-{
-	List	   *list = NIL;
-	List	   *exempt = ua_exempt_role_oids();
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), drain_ms);
-	ListCell   *lc;
-
-	for (;;)
-	{
-		int			nbusy = ua_drain_scan(&list, exempt);
-		TimestampTz now = GetCurrentTimestamp();
-		UaDrainee  *wait_on = NULL;
-
-		foreach(lc, list)
-		{
-			UaDrainee  *d = lfirst(lc);
-
-			if (!d->busy && d->ended == 0)
-				d->ended = now;
-			if (d->busy && wait_on == NULL && TransactionIdIsValid(d->xid))
-				wait_on = d;
-		}
-		if (nbusy == 0 || now >= deadline)
-			break;
-
-		if (wait_on)
-			ua_wait_for_xid(wait_on->xid, ua_ms_until(deadline));
-		else
-		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 Min(UA_DRAIN_POLL_MS, ua_ms_until(deadline)),
-							 PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-		}
-		CHECK_FOR_INTERRUPTS();
-	}
-
-	/* Out of time: terminate, as pg_terminate_backend does. */
-	foreach(lc, list)
-	{
-		UaDrainee  *d = lfirst(lc);
-
-		if (!d->busy)
-			continue;
-		if (kill(d->pid, SIGTERM) != 0 && errno != ESRCH)
-			ereport(WARNING,
-					(errmsg("could not send signal to process %d: %m", d->pid)));
-		d->terminated = true;
-	}
-
-	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), UA_TERMINATE_WAIT_MS);
-	for (;;)
-	{
-		UaDrainee  *left = NULL;
-
-		foreach(lc, list)
-		{
-			UaDrainee  *d = lfirst(lc);
-
-			if (d->terminated && d->ended == 0)
-			{
-				if (BackendPidGetProc(d->pid) == NULL)
-					d->ended = GetCurrentTimestamp();
-				else if (left == NULL)
-					left = d;
-			}
-		}
-		if (left == NULL)
-			break;
-		if (GetCurrentTimestamp() >= deadline)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("backend %d did not exit within %d s after it was terminated by the fence's drain",
-							left->pid, UA_TERMINATE_WAIT_MS / 1000)));
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 UA_DRAIN_POLL_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-	return list;
-}
-
-
-/* ---------------------------------------------------------------------------
- * SQL functions
- * ---------------------------------------------------------------------------
- */
-
-/*
- * fence(reason text, drain_timeout interval, auto_unfence_after interval)
- *		returns setof (pid, database, role, application_name, outcome, waited)
- *
- *		Raise the fence and drain.  Throws 55000 when fenced already or when
- *		prepared transactions exist (then the fence is lifted again), 25001
- *		when the caller's own transaction has written, 22004/22023 on bad
- *		arguments.  Any failure after the fence went up lifts it again.
- */
-Datum
-fence(PG_FUNCTION_ARGS)
-{
-	char	   *reason;
-	int64		drain_ms;
-	TimestampTz auto_at = 0;
-	TimestampTz started;
-	char	   *prepared;
-	List	   *volatile drained = NIL;
-	int			nfinished;
-	int			nterminated;
-	TupleDesc	tupdesc;
-	Tuplestorestate *store;
-	ListCell   *lc;
-
-	ua_require_shared();
-	if (PG_ARGISNULL(0))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("reason must not be null")));
-	reason = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	if (reason[0] == '\0' || strlen(reason) > UA_FENCE_REASON_MAX)
+	if (reason == NULL || reason[0] == '\0' || strlen(reason) > UA_FENCE_REASON_MAX)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("reason must be 1 to %d bytes long", UA_FENCE_REASON_MAX)));
-	drain_ms = ua_interval_to_ms(PG_ARGISNULL(1) ? NULL : PG_GETARG_INTERVAL_P(1),
-								 "drain_timeout");
-	if (!PG_ARGISNULL(2))
-	{
-		int64		auto_ms = ua_interval_to_ms(PG_GETARG_INTERVAL_P(2), "auto_unfence_after");
+}
 
-		if (auto_ms <= 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("auto_unfence_after must be positive")));
-		auto_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), auto_ms);
-	}
+/*
+ * ua_fence_engage_until
+ *		Everything fence() does before its drain, for a valid reason and an
+ *		auto_unfence_after deadline auto_at (0 for none): refuses a caller
+ *		whose transaction has written (25001, unless the session is exempt),
+ *		lifts an earlier fence whose deadline passed, refuses while prepared
+ *		transactions exist (55000), then raises the fence (55000 when fenced
+ *		already; I/O errors leave it down).
+ */
+static void
+ua_fence_engage_until(const char *reason, TimestampTz auto_at)
+{
+	char	   *prepared;
 
 	if (TransactionIdIsValid(GetTopTransactionIdIfAny()) && !ua_session_exempt())
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("cannot raise the write fence in a transaction that has written"),
 				 errhint("Call fence() in its own transaction.")));
-
-	store = ua_materialize_srf(fcinfo, &tupdesc);
 
 	/* The deadline of an earlier fence may have passed. */
 	(void) ua_fence_up();
@@ -1407,29 +1204,164 @@ fence(PG_FUNCTION_ARGS)
 				 errhint("COMMIT PREPARED or ROLLBACK PREPARED them first.")));
 
 	ua_fence_raise(reason, auto_at);
+}
+
+/*
+ * ua_fence_engage
+ *		Raise the fence as fence() does before its drain, without a deadline
+ *		and without draining (contract in fence.h).  The caller owns the
+ *		fence from here on: an error after this returns does not lift it.
+ */
+void
+ua_fence_engage(const char *reason)
+{
+	ua_require_shared();
+	ua_fence_check_reason(reason);
+	ua_fence_engage_until(reason, 0);
+}
+
+/*
+ * ua_fence_drain_list
+ *		The drain of ua_fence_drain(), returning the UaDrainee list that
+ *		fence() turns into rows.
+ */
+static List *
+ua_fence_drain_list(int64 drain_ms, int *finished, int *terminated)
+{
+	List	   *drained;
+	char	   *prepared;
+	ListCell   *lc;
+	int			nfinished = 0;
+	int			nterminated = 0;
+
+	drained = ua_drain(ua_fence->armed, ua_fence->nprocs,
+					   ua_exempt_role_oids(), drain_ms);
+
+	/* A drained transaction may have prepared itself instead of ending. */
+	prepared = ua_prepared_xacts();
+	if (prepared)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("cannot fence while prepared transactions exist"),
+				 errdetail("Prepared during the drain: %s.", prepared),
+				 errhint("COMMIT PREPARED or ROLLBACK PREPARED them, then fence again.")));
+
+	foreach(lc, drained)
+	{
+		if (((UaDrainee *) lfirst(lc))->terminated)
+			nterminated++;
+		else
+			nfinished++;
+	}
+
+	LWLockAcquire(ua_fence->lock, LW_EXCLUSIVE);
+	if (ua_fence->drain_state == UA_DRAIN_RUNNING)
+	{
+		ua_fence->drain_state = UA_DRAIN_DONE;
+		ua_fence->drain_finished = nfinished;
+		ua_fence->drain_terminated = nterminated;
+	}
+	LWLockRelease(ua_fence->lock);
+
+	*finished = nfinished;
+	*terminated = nterminated;
+	return drained;
+}
+
+/*
+ * ua_fence_drain
+ *		The drain fence() does after raising the fence (contract in
+ *		fence.h).  When it returns, no transaction of a session that is not
+ *		exempt can still commit a write while the fence stays up.  It never
+ *		lifts the fence: on error the caller decides.
+ */
+void
+ua_fence_drain(int64 drain_ms, int *finished, int *terminated)
+{
+	ua_require_shared();
+	list_free_deep(ua_fence_drain_list(drain_ms, finished, terminated));
+}
+
+/*
+ * ua_fence_release
+ *		Lift the fence as unfence() does; by is shown as lifted_by.  False
+ *		when there was no fence; throws (the fence stays up) when the fence
+ *		file cannot be removed.
+ */
+bool
+ua_fence_release(const char *by)
+{
+	ua_require_shared();
+	return ua_fence_lift(by, ERROR, 0);
+}
+
+
+/* ---------------------------------------------------------------------------
+ * SQL functions
+ * ---------------------------------------------------------------------------
+ */
+
+/*
+ * fence(reason text, drain_timeout interval, auto_unfence_after interval)
+ *		returns setof (pid, database, role, application_name, outcome, waited)
+ *
+ *		Raise the fence (ua_fence_engage's part) and drain (ua_fence_drain's
+ *		part).  Throws 55000 when fenced already or when prepared
+ *		transactions exist (then the fence is lifted again), 25001 when the
+ *		caller's own transaction has written, 22004/22023 on bad arguments.
+ *		Any failure after the fence went up lifts it again.
+ */
+Datum
+fence(PG_FUNCTION_ARGS)
+{
+	char	   *reason;
+	int64		drain_ms;
+	TimestampTz auto_at = 0;
+	TimestampTz started;
+	List	   *volatile drained = NIL;
+	int			nfinished;
+	int			nterminated;
+	TupleDesc	tupdesc;
+	Tuplestorestate *store;
+	ListCell   *lc;
+
+	ua_require_shared();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("reason must not be null")));
+	reason = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	ua_fence_check_reason(reason);
+	drain_ms = ua_interval_to_ms(PG_ARGISNULL(1) ? NULL : PG_GETARG_INTERVAL_P(1),
+								 "drain_timeout");
+	if (!PG_ARGISNULL(2))
+	{
+		int64		auto_ms = ua_interval_to_ms(PG_GETARG_INTERVAL_P(2), "auto_unfence_after");
+
+		if (auto_ms <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("auto_unfence_after must be positive")));
+		auto_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), auto_ms);
+	}
+
+	store = ua_materialize_srf(fcinfo, &tupdesc);
+
+	ua_fence_engage_until(reason, auto_at);
 	started = GetCurrentTimestamp();
 
 	PG_TRY();
 	{
-		drained = ua_drain(drain_ms);
-		/* A drained transaction may have prepared itself instead of ending. */
-		prepared = ua_prepared_xacts();
-		if (prepared)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("cannot fence while prepared transactions exist"),
-					 errdetail("Prepared during the drain: %s.", prepared),
-					 errhint("COMMIT PREPARED or ROLLBACK PREPARED them, then fence again.")));
+		drained = ua_fence_drain_list(drain_ms, &nfinished, &nterminated);
 	}
 	PG_CATCH();
 	{
 		/* fence() failed: it must not leave the fence behind. */
-		(void) ua_fence_lift("failed fence()", LOG);
+		(void) ua_fence_lift("failed fence()", LOG, 0);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
 
-	nfinished = nterminated = 0;
 	foreach(lc, drained)
 	{
 		UaDrainee  *d = lfirst(lc);
@@ -1438,10 +1370,6 @@ fence(PG_FUNCTION_ARGS)
 		char	   *dbname = OidIsValid(d->dbid) ? get_database_name(d->dbid) : NULL;
 		char	   *rolname = OidIsValid(d->userid) ? GetUserNameFromId(d->userid, true) : NULL;
 
-		if (d->terminated)
-			nterminated++;
-		else
-			nfinished++;
 		values[0] = Int32GetDatum(d->pid);
 		if (dbname)
 			values[1] = CStringGetTextDatum(dbname);
@@ -1459,15 +1387,6 @@ fence(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(store, tupdesc, values, nulls);
 	}
 
-	LWLockAcquire(ua_fence->lock, LW_EXCLUSIVE);
-	if (ua_fence->drain_state == UA_DRAIN_RUNNING)
-	{
-		ua_fence->drain_state = UA_DRAIN_DONE;
-		ua_fence->drain_finished = nfinished;
-		ua_fence->drain_terminated = nterminated;
-	}
-	LWLockRelease(ua_fence->lock);
-
 	return (Datum) 0;
 }
 
@@ -1479,8 +1398,60 @@ fence(PG_FUNCTION_ARGS)
 Datum
 unfence(PG_FUNCTION_ARGS)
 {
+	PG_RETURN_BOOL(ua_fence_release(GetUserNameFromId(GetUserId(), false)));
+}
+
+/*
+ * fence_exempt_session() returns void
+ *		This session writes through the fence until it ends (see
+ *		ua_fence_exempt_session).  For the cutover's own session on a fenced
+ *		peer.
+ */
+Datum
+fence_exempt_session(PG_FUNCTION_ARGS)
+{
 	ua_require_shared();
-	PG_RETURN_BOOL(ua_fence_lift(GetUserNameFromId(GetUserId(), false), ERROR));
+	ua_fence_exempt_session();
+	PG_RETURN_VOID();
+}
+
+/*
+ * unfence_at_commit() returns void
+ *		Lift the fence when the calling transaction commits; nothing happens
+ *		when it (or the subtransaction that called this) aborts.  Only the
+ *		fence that is up now is lifted, not one raised after it.  Throws
+ *		55000 when the cluster is not fenced.  The lift itself happens after
+ *		the commit and cannot fail the transaction (see
+ *		ua_fence_xact_callback).
+ */
+Datum
+unfence_at_commit(PG_FUNCTION_ARGS)
+{
+	uint64		generation;
+
+	ua_require_shared();
+	if (!ua_fence_up())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the cluster is not fenced")));
+	LWLockAcquire(ua_fence->lock, LW_SHARED);
+	generation = ua_fence->generation;
+	LWLockRelease(ua_fence->lock);
+
+	if (!ua_subxact_callback_registered)
+	{
+		RegisterSubXactCallback(ua_fence_subxact_callback, NULL);
+		ua_subxact_callback_registered = true;
+	}
+	/* A request of an enclosing (sub)transaction already covers this one. */
+	if (ua_unfence_subid == InvalidSubTransactionId)
+	{
+		ua_unfence_subid = GetCurrentSubTransactionId();
+		ua_unfence_generation = generation;
+		strlcpy(ua_unfence_by, GetUserNameFromId(GetUserId(), false),
+				sizeof(ua_unfence_by));
+	}
+	PG_RETURN_VOID();
 }
 
 /*

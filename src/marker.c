@@ -6,7 +6,9 @@
  *
  * SQL functions: emit_marker (in the caller's transaction), wait_for_marker
  * and round_trip (the marker committed on its own by the marker writer, see
- * writer.c, then polled for on the peer).
+ * writer.c, then polled for on the peer), and the trigger function
+ * marker_skip_own, which keeps a marker that comes back from the peer (both
+ * directions replicate for a moment during a cutover) out of the table.
  *
  * Marker numbers (seq) grow per origin without a sequence object, because
  * sequences do not replicate.  The next number of each database lives in
@@ -29,6 +31,8 @@
 #include "access/table.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/trigger.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -57,6 +61,7 @@ static SPIPlanPtr ua_insert_plan = NULL;
 PG_FUNCTION_INFO_V1(emit_marker);
 PG_FUNCTION_INFO_V1(wait_for_marker);
 PG_FUNCTION_INFO_V1(round_trip);
+PG_FUNCTION_INFO_V1(marker_skip_own);
 
 /*
  * ua_origin
@@ -235,7 +240,8 @@ ua_check_kind(const char *kind)
  * ua_insert_marker
  *		Insert a marker in the current transaction, numbered seq (0: allocate
  *		a number now).  Caller has SPI connected and an active snapshot.
- *		Fills *out.
+ *		Fills *out.  Throws 55000 when a trigger skipped the row (under
+ *		session_replication_role = replica, marker_skip_own does).
  */
 void
 ua_insert_marker(const char *kind, const char *note, int64 seq, UaMarker *out)
@@ -293,6 +299,12 @@ ua_insert_marker(const char *kind, const char *note, int64 seq, UaMarker *out)
 	PG_END_TRY();
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "inserting a marker failed: %s", SPI_result_code_string(rc));
+	/* marker_skip_own skips this cluster's rows in replica mode. */
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the marker was not inserted: a trigger on upgrade_assist.marker skipped it"),
+				 errhint("Markers cannot be written with session_replication_role = replica.")));
 }
 
 /*
@@ -565,4 +577,66 @@ round_trip(PG_FUNCTION_ARGS)
 	values[2] = IntervalPGetDatum(latency);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
 													  values, nulls)));
+}
+
+/*
+ * marker_skip_own() returns trigger
+ *		BEFORE INSERT FOR EACH ROW trigger on upgrade_assist.marker, enabled
+ *		as a replica trigger: it fires only where session_replication_role
+ *		is replica, as in logical replication apply workers.  A row whose
+ *		origin is this cluster is one of its own markers that travelled to
+ *		the peer and back: it is skipped (the row is here already, and would
+ *		collide on (origin, seq)).  Any other row is inserted unchanged.
+ *		Reads only the new row, no catalog or table access.  Throws 39P01
+ *		when not fired as such a trigger, 42703 on a table without a bigint
+ *		column origin.
+ */
+Datum
+marker_skip_own(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	TupleDesc	tupdesc;
+	HeapTuple	tuple;
+	AttrNumber	attnum = InvalidAttrNumber;
+	Datum		origin;
+	bool		isnull;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("marker_skip_own() was not called by the trigger manager")));
+	if (!TRIGGER_FIRED_BEFORE(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_ROW(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("marker_skip_own() must be fired BEFORE INSERT FOR EACH ROW")));
+
+	tuple = trigdata->tg_trigtuple;
+	tupdesc = RelationGetDescr(trigdata->tg_relation);
+	for (int i = 0; i < tupdesc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+
+		if (!att->attisdropped && att->atttypid == INT8OID &&
+			strcmp(NameStr(att->attname), "origin") == 0)
+		{
+			attnum = att->attnum;
+			break;
+		}
+	}
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("table \"%s\" has no bigint column \"origin\"",
+						RelationGetRelationName(trigdata->tg_relation))));
+
+	origin = heap_getattr(tuple, attnum, tupdesc, &isnull);
+	if (!isnull && DatumGetInt64(origin) == ua_origin())
+	{
+		ereport(DEBUG1,
+				(errmsg_internal("skipping a marker of this cluster that came back from the peer")));
+		return PointerGetDatum(NULL);
+	}
+	return PointerGetDatum(tuple);
 }

@@ -30,6 +30,7 @@
 #include "catalog/pg_user_mapping.h"
 #include "commands/defrem.h"
 #include "foreign/foreign.h"
+#include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -585,11 +586,27 @@ PGresult *
 ua_peer_query(const char *name, const char *sql,
 			  int nparams, const char *const *values, TimestampTz deadline)
 {
+	return ua_peer_query_ext(name, sql, nparams, values, deadline, true);
+}
+
+/*
+ * ua_peer_query_ext
+ *		ua_peer_query, with the retry on a broken cached connection only when
+ *		may_retry.  Without it, a statement that must not run twice (one
+ *		whose effect cannot be checked from its result alone) is sent at
+ *		most once: a connection lost after sending throws 08006, and the
+ *		caller cannot tell whether the peer committed it.
+ */
+PGresult *
+ua_peer_query_ext(const char *name, const char *sql,
+				  int nparams, const char *const *values, TimestampTz deadline,
+				  bool may_retry)
+{
 	UaPeer		peer = ua_peer_lookup(name);
 	UaConnEntry *entry = ua_conn_entry(&peer);
 	PGresult   *volatile res = NULL;
 
-	for (int attempt = 0; attempt < 2; attempt++)
+	for (int attempt = 0; attempt < (may_retry ? 2 : 1); attempt++)
 	{
 		bool		fresh = (entry->conn == NULL);
 
@@ -616,7 +633,7 @@ ua_peer_query(const char *name, const char *sql,
 			break;
 
 		/* The connection broke.  Retry once if it was an old one. */
-		if (!fresh)
+		if (!fresh && may_retry)
 		{
 			if (res)
 				PQclear(res);
@@ -656,4 +673,72 @@ ua_peer_query(const char *name, const char *sql,
 				 errdetail_internal("%s", msg)));
 	}
 	return res;
+}
+
+/*
+ * ua_peer_forget
+ *		Close the caller's cached connection to the named peer, if any, so
+ *		that the next query opens a fresh one.
+ */
+void
+ua_peer_forget(const char *name)
+{
+	UaPeer		peer = ua_peer_lookup(name);
+	UaConnEntry *entry = ua_conn_entry(&peer);
+
+	if (entry->conn != NULL)
+	{
+		PQfinish(entry->conn);
+		entry->conn = NULL;
+	}
+}
+
+/*
+ * ua_conninfo_append
+ *		Append keyword = 'value' to buf, quoted as libpq's conninfo parser
+ *		expects (backslash before every quote and backslash).
+ */
+static void
+ua_conninfo_append(StringInfo buf, const char *keyword, const char *value)
+{
+	if (buf->len > 0)
+		appendStringInfoChar(buf, ' ');
+	appendStringInfo(buf, "%s='", keyword);
+	for (const char *c = value; *c; c++)
+	{
+		if (*c == '\\' || *c == '\'')
+			appendStringInfoChar(buf, '\\');
+		appendStringInfoChar(buf, *c);
+	}
+	appendStringInfoChar(buf, '\'');
+}
+
+/*
+ * ua_peer_conninfo
+ *		A libpq connection string for the named peer built from its server
+ *		options and the caller's user mapping, for CREATE SUBSCRIPTION.  It
+ *		holds the password: never log or show it.  Throws the errors of a
+ *		peer lookup.
+ */
+char *
+ua_peer_conninfo(const char *name)
+{
+	UaPeer		peer = ua_peer_lookup(name);
+	StringInfoData buf;
+	ListCell   *lc;
+
+	initStringInfo(&buf);
+	foreach(lc, peer.server->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		ua_conninfo_append(&buf, def->defname, defGetString(def));
+	}
+	foreach(lc, peer.mapping->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		ua_conninfo_append(&buf, def->defname, defGetString(def));
+	}
+	return buf.data;
 }

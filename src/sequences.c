@@ -5,15 +5,20 @@
  *	  past every value already used, here or on the source cluster.
  *
  * SQL functions: sequence_plan (computes, changes nothing) and
- * sync_sequences (computes and applies), both run on the new side.
+ * sync_sequences (computes and applies), both run on the new side;
+ * sync_sequences_given, the same as sync_sequences with the source's states
+ * given as arrays, and sequence_states, which reads those states on the
+ * source: the cutover worker runs the latter on its own cluster and passes
+ * the result to the former on the peer, so the peer never connects back.
  *
  * Logical replication carries row values, not sequence counters.  For each
  * sequence of the database the plan gathers three positions and takes the
  * furthest in the sequence's direction, plus the margin:
  *
  *	- the local state (last_value, is_called);
- *	- the state on the source peer, when one is given (one query for all
- *	  sequences; a second one only for sequences never called there);
+ *	- the state on the source, when there is one: read from the source
+ *	  peer (one query for all sequences; a second one only for sequences
+ *	  never called there), or given by the caller as arrays;
  *	- the extreme (max ascending, min descending) of every integer column
  *	  that draws from it: identity columns and columns whose default is
  *	  nextval() of it, with or without OWNED BY, over every partition and
@@ -53,6 +58,7 @@
 #include "nodes/primnodes.h"
 #include "parser/parse_node.h"
 #include "storage/lmgr.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -139,10 +145,30 @@ typedef struct UaUse
 	Oid			typid;			/* base type */
 } UaUse;
 
+/*
+ * Where the source's sequence states come from: a peer (peer set), arrays
+ * given by the caller (given set, ngiven elements each), or nowhere.
+ */
+typedef struct UaSource
+{
+	const char *peer;
+	bool		given;
+	int			ngiven;
+	Datum	   *schemas;		/* text */
+	Datum	   *names;			/* text */
+	Datum	   *values;			/* int8: last_value */
+	Datum	   *called;			/* bool: is_called */
+} UaSource;
+
 PG_FUNCTION_INFO_V1(sequence_plan);
 PG_FUNCTION_INFO_V1(sync_sequences);
+PG_FUNCTION_INFO_V1(sync_sequences_given);
+PG_FUNCTION_INFO_V1(sequence_states);
 
-/* Every sequence of the database except the system's and temporary ones. */
+/*
+ * Every sequence of the database except the system's and temporary ones: the
+ * same set as ua_source_sql reads on a source peer.
+ */
 static const char *const ua_list_sql =
 "SELECT c.oid, n.nspname, c.relname, c.oid::pg_catalog.regclass::pg_catalog.text,"
 "       s.seqincrement, s.seqmin, s.seqmax, s.seqcycle"
@@ -375,9 +401,12 @@ ua_read_uncalled(const char *peer, char **names, int n,
 
 /*
  * ua_read_local
- *		Fill cur_value and cur_called of every sequence.  With lock, first
- *		take ShareRowExclusiveLock on each (blocks nextval and setval until
- *		the transaction ends).  Throws 42501 without the privilege to read.
+ *		Fill cur_value and cur_called of every sequence, exactly, without
+ *		reading any table.  With lock, first take ShareRowExclusiveLock on
+ *		each (blocks nextval and setval until the transaction ends).  Throws
+ *		42501 naming the first sequence the current user may not SELECT from
+ *		(checked here: pg_sequence_last_value also accepts USAGE and, from 18
+ *		on, returns NULL instead of failing).  Caller has SPI connected.
  */
 static void
 ua_read_local(UaSeq *seqs, int n, bool lock)
@@ -396,6 +425,10 @@ ua_read_local(UaSeq *seqs, int n, bool lock)
 		return;
 	for (int i = 0; i < n; i++)
 	{
+		if (pg_class_aclcheck(seqs[i].oid, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for sequence %s", seqs[i].display)));
 		if (lock)
 			LockRelationOid(seqs[i].oid, ShareRowExclusiveLock);
 		oids[i] = ObjectIdGetDatum(seqs[i].oid);
@@ -486,6 +519,42 @@ ua_read_source(const char *peer, UaSeq *seqs, HTAB *byname)
 	{
 		seqs[which[k]].src_value = values[k];
 		seqs[which[k]].src_called = called[k];
+	}
+}
+
+/*
+ * ua_take_given
+ *		Fill has_source, src_value and src_called from the arrays of
+ *		source (sync_sequences_given).  Entries naming no sequence of this
+ *		database are ignored, as sequences missing here are in
+ *		ua_read_source.  Throws 22023 when a sequence is named twice.
+ */
+static void
+ua_take_given(const UaSource *source, UaSeq *seqs, HTAB *byname)
+{
+	for (int i = 0; i < source->ngiven; i++)
+	{
+		char	   *nspname = TextDatumGetCString(source->schemas[i]);
+		char	   *relname = TextDatumGetCString(source->names[i]);
+		UaSeqName	key;
+		UaSeqEntry *entry;
+		UaSeq	   *s;
+
+		/* Too long to be a name: no sequence here (ua_seq_name truncates). */
+		if (strlen(nspname) >= NAMEDATALEN || strlen(relname) >= NAMEDATALEN)
+			continue;
+		key = ua_seq_name(nspname, relname);
+		entry = hash_search(byname, &key, HASH_FIND, NULL);
+		if (entry == NULL)
+			continue;			/* not here: nothing to move */
+		s = &seqs[entry->index];
+		if (s->has_source)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("sequence %s is given more than once", s->display)));
+		s->has_source = true;
+		s->src_value = DatumGetInt64(source->values[i]);
+		s->src_called = DatumGetBool(source->called[i]);
 	}
 }
 
@@ -879,15 +948,41 @@ ua_text_array(List *items)
 }
 
 /*
+ * ua_margin_arg
+ *		The margin argument argno: throws 22004 when NULL, 22023 when
+ *		negative.
+ */
+static int64
+ua_margin_arg(FunctionCallInfo fcinfo, int argno)
+{
+	int64		margin;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("margin must not be null")));
+	margin = PG_GETARG_INT64(argno);
+	if (margin < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("margin must not be negative"),
+				 errdetail("A sequence is never moved backwards.")));
+	return margin;
+}
+
+/*
  * ua_sequences
- *		sequence_plan (apply = false) and sync_sequences (apply = true).
- *		Returns the rows through a materialized tuplestore.
+ *		sequence_plan (apply = false), sync_sequences and
+ *		sync_sequences_given (apply = true; fname names the function in
+ *		errors), with the source's states from source.  Returns the rows
+ *		through a materialized tuplestore.  With apply, every sequence is
+ *		moved in the caller's transaction or, on any error, none.
  */
 static Datum
-ua_sequences(FunctionCallInfo fcinfo, bool apply)
+ua_sequences(FunctionCallInfo fcinfo, const char *fname, bool apply,
+			 const UaSource *source, int64 margin)
 {
-	char	   *source = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
-	int64		margin;
+	bool		has_source = source->peer != NULL || source->given;
 	MemoryContext cxt = CurrentMemoryContext;
 	TupleDesc	tupdesc;
 	Tuplestorestate *store;
@@ -896,21 +991,11 @@ ua_sequences(FunctionCallInfo fcinfo, bool apply)
 	int			nseqs;
 	List	   *uses;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("margin must not be null")));
-	margin = PG_GETARG_INT64(1);
-	if (margin < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("margin must not be negative"),
-				 errdetail("A sequence is never moved backwards.")));
 	store = ua_materialize_srf(fcinfo, &tupdesc);
 	if (apply)
 	{
-		PreventCommandIfReadOnly("sync_sequences()");
-		PreventCommandDuringRecovery("sync_sequences()");
+		PreventCommandIfReadOnly(fname);
+		PreventCommandDuringRecovery(fname);
 	}
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -919,8 +1004,10 @@ ua_sequences(FunctionCallInfo fcinfo, bool apply)
 	ua_read_local(seqs, nseqs, apply);
 	uses = ua_list_uses(cxt, seqs, nseqs);
 	ua_read_extremes(uses, seqs);
-	if (source != NULL)
-		ua_read_source(source, seqs, byname);
+	if (source->peer != NULL)
+		ua_read_source(source->peer, seqs, byname);
+	else if (source->given)
+		ua_take_given(source, seqs, byname);
 	SPI_finish();
 
 	/* Compute everything first: an overflow anywhere changes nothing. */
@@ -962,7 +1049,7 @@ ua_sequences(FunctionCallInfo fcinfo, bool apply)
 		values[8] = CStringGetTextDatum(s->action);
 		if (s->detail != NULL)
 			values[9] = CStringGetTextDatum(s->detail);
-		else if (source != NULL && !s->has_source)
+		else if (has_source && !s->has_source)
 			values[9] = CStringGetTextDatum("Not on the source.");
 		else
 			nulls[9] = true;
@@ -978,7 +1065,11 @@ ua_sequences(FunctionCallInfo fcinfo, bool apply)
 Datum
 sequence_plan(PG_FUNCTION_ARGS)
 {
-	return ua_sequences(fcinfo, false);
+	UaSource	source = {0};
+
+	source.peer = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	return ua_sequences(fcinfo, "sequence_plan()", false, &source,
+						ua_margin_arg(fcinfo, 1));
 }
 
 /*
@@ -989,5 +1080,117 @@ sequence_plan(PG_FUNCTION_ARGS)
 Datum
 sync_sequences(PG_FUNCTION_ARGS)
 {
-	return ua_sequences(fcinfo, true);
+	UaSource	source = {0};
+
+	source.peer = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	return ua_sequences(fcinfo, "sync_sequences()", true, &source,
+						ua_margin_arg(fcinfo, 1));
+}
+
+/*
+ * ua_given_array
+ *		The elements of argument argno, a one-dimensional array of elmtype,
+ *		into *elems; returns their number.  Throws 22004 for a NULL array
+ *		or element, 22023 for more than one dimension.
+ */
+static int
+ua_given_array(FunctionCallInfo fcinfo, int argno, const char *argname,
+			   Oid elmtype, Datum **elems)
+{
+	ArrayType  *arr;
+	bool	   *nulls;
+	int			n;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", argname)));
+	arr = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a one-dimensional array", argname)));
+	Assert(ARR_ELEMTYPE(arr) == elmtype);
+	get_typlenbyvalalign(elmtype, &typlen, &typbyval, &typalign);
+	deconstruct_array(arr, elmtype, typlen, typbyval, typalign,
+					  elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not contain nulls", argname)));
+	return n;
+}
+
+/*
+ * sync_sequences_given(schema_names text[], sequence_names text[],
+ *						last_values bigint[], is_called boolean[],
+ *						margin bigint) returns setof record
+ *		sync_sequences with the source's states given as four arrays of the
+ *		same length (element i: one sequence), as sequence_states returns
+ *		them on the source.
+ */
+Datum
+sync_sequences_given(PG_FUNCTION_ARGS)
+{
+	UaSource	source = {0};
+	int			nschemas,
+				nnames,
+				nvalues,
+				ncalled;
+
+	source.given = true;
+	nschemas = ua_given_array(fcinfo, 0, "schema_names", TEXTOID, &source.schemas);
+	nnames = ua_given_array(fcinfo, 1, "sequence_names", TEXTOID, &source.names);
+	nvalues = ua_given_array(fcinfo, 2, "last_values", INT8OID, &source.values);
+	ncalled = ua_given_array(fcinfo, 3, "is_called", BOOLOID, &source.called);
+	if (nnames != nschemas || nvalues != nschemas || ncalled != nschemas)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("schema_names, sequence_names, last_values and is_called must have the same length"),
+				 errdetail("Their lengths are %d, %d, %d and %d.",
+						   nschemas, nnames, nvalues, ncalled)));
+	source.ngiven = nschemas;
+	return ua_sequences(fcinfo, "sync_sequences_given()", true, &source,
+						ua_margin_arg(fcinfo, 4));
+}
+
+/*
+ * sequence_states() returns table(schema_name text, sequence_name text,
+ *								   last_value bigint, is_called boolean)
+ *		The exact state of every sequence that sync_sequences considers,
+ *		ordered by schema and name, read without scanning any table.
+ *		Throws 42501 naming a sequence the caller may not read.
+ */
+Datum
+sequence_states(PG_FUNCTION_ARGS)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	TupleDesc	tupdesc;
+	Tuplestorestate *store = ua_materialize_srf(fcinfo, &tupdesc);
+	HTAB	   *byname;
+	UaSeq	   *seqs;
+	int			nseqs;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	seqs = ua_list_sequences(cxt, &nseqs, &byname);
+	ua_read_local(seqs, nseqs, false);
+	SPI_finish();
+
+	for (int i = 0; i < nseqs; i++)
+	{
+		Datum		values[4];
+		bool		nulls[4] = {false};
+
+		values[0] = CStringGetTextDatum(seqs[i].nspname);
+		values[1] = CStringGetTextDatum(seqs[i].relname);
+		values[2] = Int64GetDatum(seqs[i].cur_value);
+		values[3] = BoolGetDatum(seqs[i].cur_called);
+		tuplestore_putvalues(store, tupdesc, values, nulls);
+	}
+	return (Datum) 0;
 }

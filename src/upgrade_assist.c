@@ -68,6 +68,7 @@ ua_request_shmem(void)
 	RequestNamedLWLockTranche("upgrade_assist", 1);
 	ua_fence_shmem_request();
 	ua_stats_shmem_request();
+	ua_cutover_shmem_request();
 }
 
 #ifdef UA_HAVE_SHMEM_REQUEST_HOOK
@@ -103,6 +104,7 @@ ua_shmem_startup(void)
 	}
 	ua_fence_shmem_startup();
 	ua_stats_shmem_startup();
+	ua_cutover_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -142,6 +144,7 @@ _PG_init(void)
 							NULL, NULL, NULL);
 
 	ua_fence_define_gucs();
+	ua_cutover_define_gucs();
 
 	MarkGUCPrefixReserved("upgrade_assist");
 

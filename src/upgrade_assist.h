@@ -138,6 +138,11 @@ extern void ua_heartbeat_register_launcher(void);
 PGDLLEXPORT void ua_heartbeat_launcher_main(Datum main_arg);
 PGDLLEXPORT void ua_heartbeat_worker_main(Datum main_arg);
 
+/* cutover.c */
+extern void ua_cutover_define_gucs(void);
+extern void ua_cutover_shmem_request(void);
+extern void ua_cutover_shmem_startup(void);
+
 /* stats.c */
 extern void ua_stats_shmem_request(void);
 extern void ua_stats_shmem_startup(void);
@@ -161,6 +166,11 @@ extern PGconn *ua_peer_connect(const char *peer, TimestampTz deadline);
 extern PGresult *ua_peer_query(const char *peer, const char *sql,
 							   int nparams, const char *const *values,
 							   TimestampTz deadline);
+extern PGresult *ua_peer_query_ext(const char *peer, const char *sql,
+								   int nparams, const char *const *values,
+								   TimestampTz deadline, bool may_retry);
+extern void ua_peer_forget(const char *peer);
+extern char *ua_peer_conninfo(const char *peer);
 
 /* marker.c */
 extern UaDatabaseSlot *ua_db_slot(void);

@@ -1,0 +1,78 @@
+-- cutover(): SQL surface, bad input, privileges, and the abort when the peer
+-- is unreachable.  (Real cutovers, rollbacks and faults: t/006_cutover.pl.)
+CREATE TABLE cutover_t (id int PRIMARY KEY);
+-- Nobody listens on port 1: the connection is refused at once.
+CREATE SERVER cutover_down FOREIGN DATA WRAPPER upgrade_assist
+    OPTIONS (host '127.0.0.1', port '1', dbname 'postgres');
+CREATE USER MAPPING FOR CURRENT_USER SERVER cutover_down;
+
+SELECT * FROM upgrade_assist.cutover_progress;
+SELECT count(*) FROM upgrade_assist.cutover_history;
+SELECT upgrade_assist.cutover_resume();
+
+\set VERBOSITY sqlstate
+-- Bad input: nothing starts.
+SELECT * FROM upgrade_assist.cutover(NULL);
+SELECT * FROM upgrade_assist.cutover('no_such_peer');
+SELECT * FROM upgrade_assist.cutover('cutover_down', max_lag => '0s');
+SELECT * FROM upgrade_assist.cutover('cutover_down', timeout => '-1s');
+SELECT * FROM upgrade_assist.cutover('cutover_down', timeout => NULL);
+SELECT * FROM upgrade_assist.cutover('cutover_down', sequence_margin => -1);
+SELECT * FROM upgrade_assist.cutover('cutover_down', reverse => NULL);
+SET upgrade_assist.cutover_pause_before = 'no such step';
+-- Not in a transaction that has written: the drain would wait for it.
+BEGIN;
+INSERT INTO cutover_t VALUES (1);
+SELECT * FROM upgrade_assist.cutover('cutover_down');
+ROLLBACK;
+\set VERBOSITY default
+SELECT count(*) FROM upgrade_assist.cutover_history;
+
+-- The peer is down: the checks fail, nothing is touched, the call returns
+-- its rows (and a WARNING) instead of failing.  (The NOTICEs quote libpq,
+-- whose wording differs between versions.)
+SET client_min_messages = warning;
+SELECT step, status, started_at IS NOT NULL AS ran,
+       detail LIKE 'could not connect to peer "cutover_down"%' AS why
+  FROM upgrade_assist.cutover('cutover_down');
+SELECT attempt, peer, outcome, failed_step, blackout, fenced_at,
+       finished_at >= started_at AS finished,
+       jsonb_array_length(steps) AS steps
+  FROM upgrade_assist.cutover_history;
+SELECT fenced FROM upgrade_assist.fence_status;
+INSERT INTO cutover_t VALUES (1);
+
+-- A dry run is not recorded.
+SELECT step, status FROM upgrade_assist.cutover('cutover_down', dry_run => true);
+SELECT count(*) FROM upgrade_assist.cutover_history;
+RESET client_min_messages;
+
+-- The history keeps its own rows: rows arriving through replication are
+-- dropped by its replica trigger.
+SET session_replication_role = replica;
+INSERT INTO upgrade_assist.cutover_history (attempt, peer, started_at, outcome)
+    VALUES (99, 'elsewhere', now(), 'succeeded');
+RESET session_replication_role;
+SELECT count(*) FROM upgrade_assist.cutover_history WHERE attempt = 99;
+
+-- Privileges: revoked from PUBLIC; the view and the history for pg_monitor.
+CREATE ROLE cutover_nobody;
+CREATE ROLE cutover_monitor IN ROLE pg_monitor;
+SET ROLE cutover_nobody;
+\set VERBOSITY sqlstate
+SELECT * FROM upgrade_assist.cutover('cutover_down');
+SELECT upgrade_assist.cutover_resume();
+SELECT * FROM upgrade_assist.cutover_progress;
+SELECT count(*) FROM upgrade_assist.cutover_history;
+SELECT upgrade_assist.cutover_takeover('x');
+\set VERBOSITY default
+SET ROLE cutover_monitor;
+SELECT * FROM upgrade_assist.cutover_progress;
+SELECT count(*) FROM upgrade_assist.cutover_history;
+RESET ROLE;
+DROP ROLE cutover_nobody;
+DROP ROLE cutover_monitor;
+
+DROP USER MAPPING FOR CURRENT_USER SERVER cutover_down;
+DROP SERVER cutover_down;
+DROP TABLE cutover_t;
