@@ -3,13 +3,13 @@
 # bench/heartbeat_cost, bench/cutover) and scripts/demo.  Sourced, not run.
 #
 # Before sourcing, a benchmark sets BENCH (its name, for messages) and "set -euo
-# pipefail", and may set BENCH_DB (the database, default postgres) and
+# pipefail", and may set BENCH_DB (the database, default postgres),
 # BENCH_WORK_PREFIX (name of the temporary directory, default ua_bench) and
 # BENCH_INSTALL (shared or private: where the extension is installed, see
-# build_extension).  Sourcing it
-# reads OLD, NEW (major versions, default 15 and 17) and KEEP, creates the temporary
-# directory $WORK (socket directory $SOCK) and installs the cleanup that stops both
-# clusters and removes $WORK on exit, failure or Ctrl-C (KEEP=1 keeps it).
+# build_extension).  Sourcing it reads OLD, NEW (major versions, default 15 and 17)
+# and KEEP, creates the temporary directory $WORK (socket directory $SOCK) and
+# installs the cleanup that stops both clusters and removes $WORK on exit, failure
+# or Ctrl-C (KEEP=1 keeps it).
 #
 # Hooks a benchmark may set after sourcing:
 #   BENCH_CLEANUP     name of a function cleanup runs first (stop a load, say)
@@ -174,7 +174,10 @@ private_installation() {
 			"$("$pg_config" --includedir)"; do
 			[ ! -e "$root$d" ] || continue
 			mkdir -p "$root$(dirname "$d")"
-			cp -al "$d" "$root$d" 2>/dev/null || cp -a "$d" "$root$d" # another file system
+			if ! cp -al "$d" "$root$d" 2>/dev/null; then # another file system
+				rm -rf "$root$d"
+				cp -a "$d" "$root$d"
+			fi
 		done
 		# libpq only of the library directory (on Debian it is the system's)
 		d=$("$pg_config" --libdir)
