@@ -18,7 +18,8 @@ OBJS = \
 	src/drain.o \
 	src/sequences.o \
 	src/stats.o \
-	src/cutover.o
+	src/cutover.o \
+	src/cutover_steps.o
 
 EXTENSION = upgrade_assist
 DATA = upgrade_assist--1.0.sql

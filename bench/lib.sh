@@ -1,11 +1,15 @@
 # shellcheck shell=bash
 # bench/lib.sh: cluster plumbing shared by the benchmarks (bench/round_trip,
-# bench/heartbeat_cost).  Sourced, not run.
+# bench/heartbeat_cost, bench/cutover) and scripts/demo.  Sourced, not run.
 #
 # Before sourcing, a benchmark sets BENCH (its name, for messages) and "set -euo
-# pipefail".  Sourcing it reads OLD, NEW (major versions, default 15 and 17) and KEEP,
-# creates the temporary directory $WORK (socket directory $SOCK) and installs the
-# cleanup that stops both clusters and removes $WORK on exit, failure or Ctrl-C.
+# pipefail", and may set BENCH_DB (the database, default postgres),
+# BENCH_WORK_PREFIX (name of the temporary directory, default ua_bench) and
+# BENCH_INSTALL (shared or private: where the extension is installed, see
+# build_extension).  Sourcing it reads OLD, NEW (major versions, default 15 and 17)
+# and KEEP, creates the temporary directory $WORK (socket directory $SOCK) and
+# installs the cleanup that stops both clusters and removes $WORK on exit, failure
+# or Ctrl-C (KEEP=1 keeps it).
 #
 # Hooks a benchmark may set after sourcing:
 #   BENCH_CLEANUP     name of a function cleanup runs first (stop a load, say)
@@ -16,6 +20,9 @@
 # Functions: toolchain, build_extension, check_server_access, as_db, free_port,
 # psql_on, init_cluster, start_cluster, wait_until, setup_subscription, setup_peer,
 # and prepare_clusters, which runs the usual sequence up to two started clusters.
+# For a cutover (scripts/demo, bench/cutover): setup_cutover_pair (the contract's
+# setup: peers both ways, publication, subscription, new side fenced), primary_side,
+# and the write load that follows the primary: load_start, load_stop, load_commits.
 
 OLD=${OLD:-15}
 NEW=${NEW:-17}
@@ -38,7 +45,9 @@ declare -A BIN=()       # bin directory of that version (clients, pg_config)
 declare -A PORT=()
 declare -A RUNNING=()
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/ua_bench.XXXXXX")
+BENCH_DB=${BENCH_DB:-postgres}
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/${BENCH_WORK_PREFIX:-ua_bench}.XXXXXX")
 SOCK=$WORK/sock
 mkdir -p "$SOCK"
 
@@ -76,14 +85,19 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------------------
-# Running servers: PostgreSQL refuses to run as root, so root runs them as "postgres".
+# Running servers: PostgreSQL refuses to run as root, so root runs them as "postgres"
+# (created by Debian's postgresql packages, which scripts/pg_toolchain 15 installs:
+# hence checked by prepare_db_user once the toolchains are there, not here).
 
 DB_USER=
-if [ "$(id -u)" = 0 ]; then
-	DB_USER=postgres
+[ "$(id -u)" != 0 ] || DB_USER=postgres
+
+# prepare_db_user: under root, check that $DB_USER exists and give it $WORK.
+prepare_db_user() {
+	[ -n "$DB_USER" ] || return 0
 	getent passwd "$DB_USER" >/dev/null || die "running as root needs a \"$DB_USER\" system user"
 	chown "$DB_USER" "$WORK" "$SOCK"
-fi
+}
 
 # as_db CMD...: run a server-side command (initdb, pg_ctl) as the user owning the data.
 as_db() {
@@ -105,26 +119,73 @@ toolchain() {
 # build_extension SIDE: build and install the extension for that side's version, in a
 # private copy of the working tree (in a git checkout: tracked and untracked files,
 # ignored ones left out), so that the checkout and its build products are left alone.
-# Installing takes the lock scripts/test holds, since both write the same installations.
+#
+# Where it is installed depends on BENCH_INSTALL:
+#   shared   (the default) into the toolchain's installation, under the lock
+#            scripts/test holds, since both write the same installations;
+#   private  into a private installation under $WORK (private_installation), which
+#            is then the one the side runs: the shared installations are not
+#            written, so there is no lock to wait for (a scripts/test run holds it
+#            for all its length), and other sessions installing their own builds
+#            there meanwhile cannot change what this run uses.
 build_extension() {
 	local side=$1 v=${VERSION[$1]} src=$WORK/build-${VERSION[$1]}
 	local pg_config=${BIN[$side]}/pg_config
-	[ -d "$src" ] && return 0 # same version on both sides: built once
-	mkdir -p "$src"
-	if git -C "$REPO" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-		(cd "$REPO" && git ls-files -z --cached --others --exclude-standard |
-			tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -C "$src" -xf -
-	else
-		cp -a "$REPO/." "$src"
-	fi
-	log "building the extension for PostgreSQL $v"
-	if ! make -C "$src" PG_CONFIG="$pg_config" clean >"$WORK/build-$v.log" 2>&1 ||
-		! make -C "$src" PG_CONFIG="$pg_config" >>"$WORK/build-$v.log" 2>&1 ||
-		! flock "${TMPDIR:-/tmp}/upgrade_assist-install.lock" \
+	if [ ! -d "$src" ]; then # same version on both sides: built once
+		mkdir -p "$src"
+		if git -C "$REPO" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+			(cd "$REPO" && git ls-files -z --cached --others --exclude-standard |
+				tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | tar -C "$src" -xf -
+		else
+			cp -a "$REPO/." "$src"
+		fi
+		log "building the extension for PostgreSQL $v"
+		if ! make -C "$src" PG_CONFIG="$pg_config" clean >"$WORK/build-$v.log" 2>&1 ||
+			! make -C "$src" PG_CONFIG="$pg_config" >>"$WORK/build-$v.log" 2>&1; then
+			tail -n 30 "$WORK/build-$v.log" >&2
+			die "building the extension for PostgreSQL $v failed"
+		fi
+		if [ "${BENCH_INSTALL:-shared}" = private ]; then
+			make -C "$src" PG_CONFIG="$pg_config" DESTDIR="$WORK/stage-$v" install \
+				>>"$WORK/build-$v.log" 2>&1 || {
+				tail -n 30 "$WORK/build-$v.log" >&2
+				die "installing the extension for PostgreSQL $v failed"
+			}
+		elif ! flock "${TMPDIR:-/tmp}/upgrade_assist-install.lock" \
 			make -C "$src" PG_CONFIG="$pg_config" install >>"$WORK/build-$v.log" 2>&1; then
-		tail -n 30 "$WORK/build-$v.log" >&2
-		die "building or installing the extension for PostgreSQL $v failed"
+			tail -n 30 "$WORK/build-$v.log" >&2
+			die "installing the extension for PostgreSQL $v failed"
+		fi
 	fi
+	[ "${BENCH_INSTALL:-shared}" != private ] || private_installation "$side"
+}
+
+# private_installation SIDE: $WORK/pg-NN, a copy of that version's installation (its
+# bin, pkglib, share and include directories and libpq, at the same paths below
+# $WORK/pg-NN, so that PostgreSQL's relocation finds the library and share
+# directories next to the binaries, and pg_config answers for the copy) made of hard
+# links, with the extension's files of $WORK/stage-NN put in as new files
+# (--remove-destination: the shared files are never written through a link).
+# BIN[SIDE] becomes its bin directory.
+private_installation() {
+	local side=$1 v=${VERSION[$1]} pg_config=${BIN[$1]}/pg_config root=$WORK/pg-${VERSION[$1]} d
+	if [ ! -d "$root" ]; then
+		for d in "$("$pg_config" --bindir)" "$("$pg_config" --pkglibdir)" "$("$pg_config" --sharedir)" \
+			"$("$pg_config" --includedir)"; do
+			[ ! -e "$root$d" ] || continue
+			mkdir -p "$root$(dirname "$d")"
+			if ! cp -al "$d" "$root$d" 2>/dev/null; then # another file system
+				rm -rf "$root$d"
+				cp -a "$d" "$root$d"
+			fi
+		done
+		# libpq only of the library directory (on Debian it is the system's)
+		d=$("$pg_config" --libdir)
+		mkdir -p "$root$d"
+		cp -al "$d"/libpq.* "$root$d/" 2>/dev/null || cp -a "$d"/libpq.* "$root$d/" 2>/dev/null || true
+		cp -a --remove-destination "$WORK/stage-$v/." "$root/"
+	fi
+	BIN[$side]=$root$("$pg_config" --bindir)
 }
 
 # check_server_access SIDE: when root runs the servers as $DB_USER, that user must be
@@ -153,7 +214,7 @@ psql_on() {
 	local side=$1
 	shift
 	"${BIN[$side]}/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK" -p "${PORT[$side]}" \
-		-U postgres -d postgres "$@"
+		-U postgres -d "$BENCH_DB" "$@"
 }
 
 # init_cluster SIDE: initdb and configure $WORK/SIDE.
@@ -181,7 +242,7 @@ init_cluster() {
 }
 
 # start_cluster SIDE: start on a free port; a few attempts in case the port was taken
-# between free_port and the server's bind.
+# between free_port and the server's bind.  Creates $BENCH_DB unless it is postgres.
 start_cluster() {
 	local side=$1 attempt
 	for attempt in 1 2 3; do
@@ -189,6 +250,10 @@ start_cluster() {
 		if as_db "${BIN[$side]}/pg_ctl" -D "$WORK/$side" \
 			-l "$WORK/$side.log" -o "-p ${PORT[$side]}" -w -t 60 start >/dev/null 2>&1; then
 			RUNNING[$side]=1
+			if [ "$BENCH_DB" != postgres ]; then
+				"${BIN[$side]}/createdb" -h "$SOCK" -p "${PORT[$side]}" -U postgres "$BENCH_DB" ||
+					die "cannot create database $BENCH_DB on the $side cluster"
+			fi
 			log "$side cluster: PostgreSQL $(psql_on "$side" -Atc 'SHOW server_version'), port ${PORT[$side]}"
 			return
 		fi
@@ -214,6 +279,7 @@ prepare_clusters() {
 	for side in old new; do
 		BIN[$side]=$(toolchain "${VERSION[$side]}")
 	done
+	prepare_db_user
 	for side in old new; do
 		build_extension "$side"
 		check_server_access "$side"
@@ -232,7 +298,7 @@ prepare_clusters() {
 # the initial copy.
 setup_subscription() {
 	psql_on old -c "CREATE PUBLICATION bench_pub FOR ALL TABLES"
-	psql_on new -v old_conn="host=$SOCK port=${PORT[old]} dbname=postgres user=postgres" <<-'SQL'
+	psql_on new -v old_conn="host=$SOCK port=${PORT[old]} dbname=$BENCH_DB user=postgres" <<-'SQL'
 		SET client_min_messages = warning;
 		CREATE SUBSCRIPTION bench_sub CONNECTION :'old_conn' PUBLICATION bench_pub
 			WITH (copy_data = true);
@@ -259,13 +325,186 @@ setup_peer() {
 		GRANT USAGE ON SCHEMA upgrade_assist TO upgrader;
 		GRANT SELECT ON ALL TABLES IN SCHEMA upgrade_assist TO upgrader;
 	SQL
-	psql_on old -v port="${PORT[new]}" -v peer="$PEER" <<-SQL
+	psql_on old -v port="${PORT[new]}" -v peer="$PEER" -v db="$BENCH_DB" <<-SQL
 		\\set pw \`cat '$WORK/password'\`
 		CREATE SERVER :"peer" FOREIGN DATA WRAPPER upgrade_assist
-			OPTIONS (host '127.0.0.1', port :'port', dbname 'postgres');
+			OPTIONS (host '127.0.0.1', port :'port', dbname :'db');
 		CREATE USER MAPPING FOR CURRENT_USER SERVER :"peer"
 			OPTIONS (user 'upgrader', password :'pw');
 	SQL
 
-	(umask 077 && echo "127.0.0.1:${PORT[new]}:postgres:upgrader:$password" >"$WORK/pgpass")
+	(umask 077 && echo "127.0.0.1:${PORT[new]}:$BENCH_DB:upgrader:$password" >"$WORK/pgpass")
+}
+
+# ---------------------------------------------------------------------------
+# A cutover pair (scripts/demo, bench/cutover): the setup of the README's "Cutover"
+# section.  The peers are new_side (defined on old) and old_side (defined on new),
+# reached over TCP on 127.0.0.1 as the superuser role ua_admin with a password.
+
+# postgresql.conf lines a cutover needs beyond init_cluster's (put them in BENCH_CONF)
+# shellcheck disable=SC2034 # used by the scripts that source this file
+CUTOVER_CONF="max_worker_processes = 16"
+
+declare -A PEER_OF=([old]=new_side [new]=old_side)
+declare -A OTHER=([old]=new [new]=old)
+
+# create_cutover_schema SCALE: pgbench's tables with data at that scale on old, the
+# same tables empty on new (pgbench -i -I dtp: tables and primary keys; the
+# subscription copies the rows), and bench/cutover_schema.sql on both.
+create_cutover_schema() {
+	local scale=$1 side
+	if ! "${BIN[old]}/pgbench" -i -q -s "$scale" -h "$SOCK" -p "${PORT[old]}" -U postgres \
+		"$BENCH_DB" >"$WORK/pgbench-init.log" 2>&1 ||
+		! "${BIN[new]}/pgbench" -i -I dtp -s "$scale" -h "$SOCK" -p "${PORT[new]}" -U postgres \
+			"$BENCH_DB" >>"$WORK/pgbench-init.log" 2>&1; then
+		tail "$WORK/pgbench-init.log" >&2
+		die "pgbench -i failed"
+	fi
+	for side in old new; do
+		psql_on "$side" -f "$HERE/cutover_schema.sql"
+	done
+}
+
+# setup_cutover_pair: with both clusters running and the user's tables created on
+# both (empty on new): the extension and the role ua_admin on both, peers and user
+# mappings both ways, publication "upgrade" FOR ALL TABLES on old, subscription
+# "upgrade" on new (waits until every table is ready), then the new side fenced.
+# The password is generated here and kept in $WORK/password (mode 600), read by psql
+# from that file so that it is never on a command line.
+setup_cutover_pair() {
+	local side
+	(umask 077 && od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >"$WORK/password")
+	for side in old new; do
+		psql_on "$side" -v other_port="${PORT[${OTHER[$side]}]}" -v peer="${PEER_OF[$side]}" \
+			-v db="$BENCH_DB" <<-SQL
+			\\set pw \`cat '$WORK/password'\`
+			SET client_min_messages = warning;
+			CREATE EXTENSION upgrade_assist;
+			CREATE ROLE ua_admin SUPERUSER LOGIN PASSWORD :'pw';
+			CREATE SERVER :"peer" FOREIGN DATA WRAPPER upgrade_assist
+				OPTIONS (host '127.0.0.1', port :'other_port', dbname :'db');
+			CREATE USER MAPPING FOR CURRENT_USER SERVER :"peer"
+				OPTIONS (user 'ua_admin', password :'pw');
+		SQL
+	done
+	psql_on old -c "CREATE PUBLICATION upgrade FOR ALL TABLES"
+	psql_on new -v old_port="${PORT[old]}" -v db="$BENCH_DB" <<-SQL
+		\\set pw \`cat '$WORK/password'\`
+		SET client_min_messages = warning;
+		SELECT format('host=127.0.0.1 port=%s dbname=%s user=ua_admin password=%s',
+		              :'old_port', :'db', :'pw') AS conn \\gset
+		CREATE SUBSCRIPTION upgrade CONNECTION :'conn' PUBLICATION upgrade;
+	SQL
+	log "waiting for the initial copy"
+	wait_until new 600 "SELECT count(*) > 0 AND bool_and(srsubstate = 'r') FROM pg_subscription_rel"
+	psql_on new -c "SELECT FROM upgrade_assist.fence('new side: until cutover')" >/dev/null
+}
+
+# primary_side SIDE...: print the first of these sides that is not fenced; fail when
+# all are (in the middle of a cutover) or cannot be asked.
+primary_side() {
+	local side
+	for side in "$@"; do
+		if [ "$(psql_on "$side" -Atc 'SELECT fenced FROM upgrade_assist.fence_status' 2>/dev/null)" = f ]; then
+			echo "$side"
+			return 0
+		fi
+	done
+	return 1
+}
+
+# ---------------------------------------------------------------------------
+# Write load that follows the primary.
+#
+# A pgbench client that meets the fence (SQLSTATE 25006) or is terminated by the
+# fence's drain is aborted: pgbench retries only serialization failures and
+# deadlocks, and once all its clients are aborted it exits.  The driver then asks
+# which side is unfenced (every 10 ms while a cutover has both fenced) and starts a
+# new pgbench there, as an application's connection pool would reconnect.  Each
+# pgbench logs every transaction with its completion time (--log), so the commits
+# the clients saw acknowledged, and the gaps between them, can be read afterwards
+# (load_commits); those gaps include the driver's reaction (one psql per side and
+# look) and pgbench's connection set-up, as an application's would.
+#
+# Files in $LOAD_DIR: driver.log (one line per pgbench started and ended:
+# epoch seconds, start|exit, number, side, exit status), pgbench.N.log (its output,
+# with the clients' errors), tx.N.* (its transaction logs).
+
+LOAD_DIR=$WORK/load
+LOAD_PID=
+
+# load_start CLIENTS THREADS MAX_SECONDS PGBENCH_ARGS...: start the load in the
+# background; it stops after MAX_SECONDS at the latest (pgbench -T).
+load_start() {
+	local clients=$1 threads=$2 max=$3
+	shift 3
+	mkdir -p "$LOAD_DIR"
+	rm -f "$LOAD_DIR/stop"
+	load_driver "$clients" "$threads" $((SECONDS + max)) "$@" >>"$LOAD_DIR/driver.log" 2>&1 &
+	LOAD_PID=$!
+}
+
+# load_driver CLIENTS THREADS DEADLINE PGBENCH_ARGS...: the loop load_start runs
+# in the background (a subshell: the EXIT trap is not inherited).
+load_driver() {
+	local clients=$1 threads=$2 deadline=$3 n=0 prev=new side rc pid
+	shift 3
+	while [ ! -e "$LOAD_DIR/stop" ] && [ "$SECONDS" -lt "$deadline" ]; do
+		# after a fence, the other side is the likely primary: ask it first
+		if ! side=$(primary_side "${OTHER[$prev]}" "$prev"); then
+			sleep 0.01
+			continue
+		fi
+		# the side it just left is still unfenced: pgbench failed for another
+		# reason (see load_aborts); do not spin
+		[ "$n" = 0 ] || [ "$side" != "$prev" ] || sleep 0.2
+		n=$((n + 1))
+		echo "$(date +%s.%N) start $n $side"
+		"${BIN[new]}/pgbench" -n -c "$clients" -j "$threads" -T $((deadline - SECONDS)) \
+			--log --log-prefix="$LOAD_DIR/tx.$n" "$@" \
+			-h "$SOCK" -p "${PORT[$side]}" -U postgres "$BENCH_DB" >"$LOAD_DIR/pgbench.$n.log" 2>&1 &
+		pid=$!
+		echo "$pid" >"$LOAD_DIR/pgbench.pid"
+		rc=0
+		wait "$pid" || rc=$?
+		echo "$(date +%s.%N) exit $n $side $rc"
+		prev=$side
+	done
+	rm -f "$LOAD_DIR/pgbench.pid"
+}
+
+# load_stop: end the load and wait for it.  pgbench stops cleanly on SIGALRM (its -T
+# timer: clients finish the transaction in hand, the logs are flushed); the signal
+# is repeated in case the driver was just starting a new pgbench.
+load_stop() {
+	local pid
+	[ -n "$LOAD_PID" ] || return 0
+	touch "$LOAD_DIR/stop"
+	while kill -0 "$LOAD_PID" 2>/dev/null; do
+		pid=$(cat "$LOAD_DIR/pgbench.pid" 2>/dev/null || true)
+		[ -z "$pid" ] || kill -ALRM "$pid" 2>/dev/null || true
+		sleep 0.1
+	done
+	wait "$LOAD_PID" 2>/dev/null || true
+	LOAD_PID=
+}
+
+# load_commits: print the completion times (epoch seconds) of every transaction the
+# load's clients saw committed, sorted.
+load_commits() {
+	cat "$LOAD_DIR"/tx.* 2>/dev/null |
+		awk '$3 ~ /^[0-9]+$/ { printf "%d.%06d\n", $5, $6 }' | sort -n
+}
+
+# load_aborts: the clients' errors of the load, counted by kind: "fence" (SQLSTATE
+# 25006, the write fence), "terminated" (ended by the fence's drain) and "other"
+# (anything else: a bug, to be looked at in $LOAD_DIR/pgbench.N.log).
+load_aborts() {
+	cat "$LOAD_DIR"/pgbench.*.log 2>/dev/null | awk '
+		/client [0-9]+ .*aborted/ {
+			if ($0 ~ /write fence is up/) fence++
+			else if ($0 ~ /FATAL|terminat|backend died|connection/) term++
+			else other++
+		}
+		END { printf "fence %d terminated %d other %d\n", fence, term, other }'
 }
