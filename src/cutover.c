@@ -92,6 +92,9 @@ MemoryContext ua_worker_cxt = NULL;
 /* Why the caller is leaving, for the abort's reason. */
 static const char *ua_caller_exit_cause = NULL;
 
+/* The worker got SIGTERM: abort before the point of no return, then exit. */
+volatile sig_atomic_t ua_worker_terminated = false;
+
 PGDLLEXPORT void ua_cutover_worker_main(Datum main_arg);
 
 /* ---------------------------------------------------------------------------
@@ -360,7 +363,7 @@ ua_cutover_run(UaRun *run)
 
 			ua_pause_point(run, i);
 			LWLockAcquire(ua_cut->lock, LW_SHARED);
-			abort_requested = ua_cut->abort_requested;
+			abort_requested = ua_cut->abort_requested || ua_worker_terminated;
 			LWLockRelease(ua_cut->lock);
 			if (abort_requested)
 				ereport(ERROR,
@@ -373,7 +376,9 @@ ua_cutover_run(UaRun *run)
 			ErrorData  *edata = ua_recover_from_error(cxt);
 
 			LWLockAcquire(ua_cut->lock, LW_SHARED);
-			if (ua_cut->abort_requested && !run->ponr_unknown)
+			if (ua_worker_terminated && !run->ponr_unknown)
+				reason = pstrdup("the cutover worker was terminated (pg_terminate_backend or server shutdown)");
+			else if (ua_cut->abort_requested && !run->ponr_unknown)
 				reason = psprintf("%s", ua_cut->abort_cause);
 			LWLockRelease(ua_cut->lock);
 			if (reason == NULL)
@@ -427,6 +432,25 @@ ua_cutover_run(UaRun *run)
 }
 
 /*
+ * ua_cutover_sigterm
+ *		SIGTERM (pg_terminate_backend, server shutdown) does not kill the
+ *		worker mid-step: it cancels what runs, like SIGINT, so that the
+ *		attempt aborts cleanly before the point of no return (or finishes
+ *		after it), and the worker then exits.
+ */
+static void
+ua_cutover_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	ua_worker_terminated = true;
+	QueryCancelPending = true;
+	InterruptPending = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/*
  * ua_cutover_worker_main
  *		Entry point of the cutover worker.  Runs as the caller's role in the
  *		caller's database, writing through the fence.
@@ -439,7 +463,7 @@ ua_cutover_worker_main(Datum main_arg pg_attribute_unused())
 	Oid			userid;
 	MemoryContext cxt;
 
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, ua_cutover_sigterm);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 

@@ -13,6 +13,8 @@
 #ifndef UA_CUTOVER_H
 #define UA_CUTOVER_H
 
+#include <signal.h>
+
 #include "lib/stringinfo.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
@@ -140,6 +142,7 @@ typedef void (*UaStepFn) (UaRun *run, StringInfo detail);
 extern UaCutoverShared *ua_cut;
 extern MemoryContext ua_worker_cxt;
 extern int	ua_cutover_drain_ms;
+extern volatile sig_atomic_t ua_worker_terminated;
 
 /* cutover_steps.c */
 extern const UaStepFn ua_step_fns[UA_NSTEPS];

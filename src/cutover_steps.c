@@ -202,7 +202,7 @@ ua_pause_point(UaRun *run, int i)
 	for (;;)
 	{
 		LWLockAcquire(ua_cut->lock, LW_SHARED);
-		go = ua_cut->resume || ua_cut->abort_requested;
+		go = ua_cut->resume || ua_cut->abort_requested || ua_worker_terminated;
 		LWLockRelease(ua_cut->lock);
 		if (go)
 			break;

@@ -13,8 +13,8 @@
 # Faults, on a second pair: a dry run; a forward subscription that is
 # disabled and one whose apply is held up by a lock (lag above max_lag); then,
 # paused before their step with upgrade_assist.cutover_pause_before, the
-# caller cancelled, the caller terminated, and the peer stopped before each
-# step from the final marker on.  After each: old writable, new still
+# caller cancelled, the caller terminated, the cutover worker terminated, and
+# the peer stopped before each step from the final marker on.  After each: old writable, new still
 # fenced, forward replication working, no row lost, nothing of the attempt
 # left on old; and a last cutover on that pair succeeds.
 
@@ -390,6 +390,29 @@ for my $case (
 		'0', "caller $what: no reverse publication left on new");
 	no_orphan_slots($fo, $fn, "caller $what");
 	check_forward("caller $what");
+}
+
+# ---------------------------------------------------------------------------
+# The cutover worker itself terminated (as at a server shutdown): it aborts
+# before exiting instead of dying mid-step
+# ---------------------------------------------------------------------------
+{
+	my ($bg, $attempt) = start_paused('sync sequences', 'ua_cutover_worker_term');
+	if ($bg)
+	{
+		$fo->safe_psql('postgres',
+			q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+			   WHERE backend_type = 'upgrade_assist cutover'});
+		ok(defined UATest::bg_finish($bg, 60), 'worker terminated: psql returns');
+		like($bg->{stderr}, qr/WARNING/, 'worker terminated: a warning');
+		check_aborted($attempt, 'sync sequences', 'worker terminated');
+		like(
+			$fo->safe_psql(
+				'postgres',
+				"SELECT reason FROM upgrade_assist.cutover_history WHERE attempt = $attempt"),
+			qr/worker was terminated/, 'worker terminated: the reason says so');
+		check_forward('worker terminated');
+	}
 }
 
 # ---------------------------------------------------------------------------
