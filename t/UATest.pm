@@ -227,14 +227,21 @@ it).  Returns a handle for bg_finish.
 sub bg_start
 {
 	my ($node, $sql, $appname) = @_;
+	return bg_psql($node, $appname, [], $sql);
+}
+
+# psql in the background with extra options and one -c per command.
+sub bg_psql
+{
+	my ($node, $appname, $options, @commands) = @_;
 	my $bg = { stdout => '', stderr => '', name => $appname };
 	$bg->{timer} = IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default);
 	$bg->{run} = IPC::Run::start(
 		[
-			'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1',
+			'psql', '-X', '-q', @$options, '-v', 'ON_ERROR_STOP=1',
 			'-v', 'VERBOSITY=verbose',
 			'-d', $node->connstr('postgres') . " application_name=$appname",
-			'-c', $sql
+			map { ('-c', $_) } @commands
 		],
 		'<', \undef,
 		'>', \$bg->{stdout},
@@ -868,20 +875,7 @@ for bg_finish.
 sub bg_commands
 {
 	my ($node, $appname, @commands) = @_;
-	my $bg = { stdout => '', stderr => '', name => $appname };
-	$bg->{timer} = IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default);
-	$bg->{run} = IPC::Run::start(
-		[
-			'psql', '-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
-			'-v', 'VERBOSITY=verbose',
-			'-d', $node->connstr('postgres') . " application_name=$appname",
-			map { ('-c', $_) } @commands
-		],
-		'<', \undef,
-		'>', \$bg->{stdout},
-		'2>', \$bg->{stderr},
-		$bg->{timer});
-	return $bg;
+	return bg_psql($node, $appname, [ '-A', '-t' ], @commands);
 }
 
 =pod
