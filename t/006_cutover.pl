@@ -14,7 +14,7 @@
 # disabled and one whose apply is held up by a lock (lag above max_lag); then,
 # paused before their step with upgrade_assist.cutover_pause_before, the
 # caller cancelled, the caller terminated, the cutover worker terminated, and
-# the peer stopped before each step from the final marker on.  After each: old writable, new still
+# the peer stopped before each step.  After each: old writable, new still
 # fenced, forward replication working, no row lost, nothing of the attempt
 # left on old; and a last cutover on that pair succeeds.
 
@@ -418,12 +418,16 @@ for my $case (
 # ---------------------------------------------------------------------------
 # The peer stopped before each step that needs it
 # ---------------------------------------------------------------------------
-# The final marker is written here only: the peer gone before it fails the
-# wait for it.  An abort that cannot reach the peer leaves the reverse slot
+# The fence, the drain and the final marker happen here only: the peer gone
+# before them fails the wait for the marker.  An abort that cannot reach the peer leaves the reverse slot
 # there; the next attempt drops it (the last cutover below checks that none
 # is left).
 my $n = 0;
 for my $case (
+	[ 'checks', 'checks' ],
+	[ 'lag check', 'lag check' ],
+	[ 'fence', 'wait for marker' ],
+	[ 'drain', 'wait for marker' ],
 	[ 'final marker', 'wait for marker' ],
 	[ 'wait for marker', 'wait for marker' ],
 	[ 'sync sequences', 'sync sequences' ],
