@@ -432,6 +432,31 @@ ua_cutover_run(UaRun *run)
 }
 
 /*
+ * ua_worker_finish
+ *		Publish the end of the worker's run (failure: the error that ended
+ *		it outside any step, else NULL), wake the caller, or free the slot
+ *		when the caller is gone.
+ */
+static void
+ua_worker_finish(const char *failure)
+{
+	LWLockAcquire(ua_cut->lock, LW_EXCLUSIVE);
+	if (failure)
+	{
+		strlcpy(ua_cut->outcome, "failed", sizeof(ua_cut->outcome));
+		strlcpy(ua_cut->failure, failure, sizeof(ua_cut->failure));
+	}
+	ua_cut->worker_done = true;
+	ua_cut->worker = NULL;
+	ua_cut->running = -1;
+	if (ua_cut->caller == NULL)
+		ua_cut->active = false;
+	else
+		SetLatch(&ua_cut->caller->procLatch);
+	LWLockRelease(ua_cut->lock);
+}
+
+/*
  * ua_cutover_sigterm
  *		SIGTERM (pg_terminate_backend, server shutdown) does not kill the
  *		worker mid-step: it cancels what runs, like SIGINT, so that the
@@ -496,33 +521,12 @@ ua_cutover_worker_main(Datum main_arg pg_attribute_unused())
 	PG_CATCH();
 	{
 		/* Outside any step (the history table): say so, then exit. */
-		ErrorData  *edata;
-
 		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		LWLockAcquire(ua_cut->lock, LW_EXCLUSIVE);
-		strlcpy(ua_cut->outcome, "failed", sizeof(ua_cut->outcome));
-		strlcpy(ua_cut->failure, edata->message, sizeof(ua_cut->failure));
-		ua_cut->worker_done = true;
-		ua_cut->worker = NULL;
-		if (!ua_cut->caller_attached)
-			ua_cut->active = false;
-		else if (ua_cut->caller)
-			SetLatch(&ua_cut->caller->procLatch);
-		LWLockRelease(ua_cut->lock);
+		ua_worker_finish(CopyErrorData()->message);
 		PG_RE_THROW();
 	}
 	PG_END_TRY();
-
-	LWLockAcquire(ua_cut->lock, LW_EXCLUSIVE);
-	ua_cut->worker_done = true;
-	ua_cut->worker = NULL;
-	ua_cut->running = -1;
-	if (!ua_cut->caller_attached)
-		ua_cut->active = false;
-	else if (ua_cut->caller)
-		SetLatch(&ua_cut->caller->procLatch);
-	LWLockRelease(ua_cut->lock);
+	ua_worker_finish(NULL);
 }
 
 
@@ -555,7 +559,6 @@ ua_cutover_caller_exit(int code pg_attribute_unused(), Datum arg pg_attribute_un
 	LWLockAcquire(ua_cut->lock, LW_EXCLUSIVE);
 	if (ua_cut->active && ua_cut->caller == MyProc)
 	{
-		ua_cut->caller_attached = false;
 		ua_cut->caller = NULL;
 		if (ua_cut->worker_done)
 			ua_cut->active = false;
@@ -732,7 +735,6 @@ cutover(PG_FUNCTION_ARGS)
 		ua_cut->lock = lock;
 	}
 	ua_cut->active = true;
-	ua_cut->caller_attached = true;
 	ua_cut->caller = MyProc;
 	ua_cut->running = -1;
 	ua_cut->dboid = MyDatabaseId;
@@ -776,7 +778,6 @@ cutover(PG_FUNCTION_ARGS)
 
 	LWLockAcquire(ua_cut->lock, LW_EXCLUSIVE);
 	result = *ua_cut;
-	ua_cut->caller_attached = false;
 	ua_cut->caller = NULL;
 	ua_cut->active = false;
 	LWLockRelease(ua_cut->lock);

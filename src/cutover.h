@@ -68,8 +68,7 @@ typedef struct UaCutoverShared
 	LWLock	   *lock;
 	bool		active;			/* slot taken (an attempt runs or ends) */
 	bool		worker_done;	/* the worker wrote its outcome */
-	bool		caller_attached;	/* the caller still waits for it */
-	PGPROC	   *caller;
+	PGPROC	   *caller;			/* the caller waiting for it, or NULL */
 	PGPROC	   *worker;
 	int			worker_pid;
 

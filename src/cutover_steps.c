@@ -217,61 +217,21 @@ ua_pause_point(UaRun *run, int i)
 
 /*
  * ua_marker_on_peer
- *		Poll the peer until the marker (origin, seq) is there; false when the
- *		deadline passes first.
+ *		ua_marker_wait (marker.c) from the worker, which needs a transaction
+ *		around it for the peer lookup: microseconds from start until this
+ *		origin's marker seq was on the peer, -1 when the deadline came first.
  */
-static bool
-ua_marker_on_peer(UaRun *run, int64 origin, int64 seq, TimestampTz deadline)
+static int64
+ua_marker_on_peer(UaRun *run, int64 seq, TimestampTz start, TimestampTz deadline)
 {
-	char		o[32];
-	char		s[32];
-	const char *vals[2] = {o, s};
+	int64		waited;
 
-	snprintf(o, sizeof(o), INT64_FORMAT, origin);
-	snprintf(s, sizeof(s), INT64_FORMAT, seq);
-	for (;;)
-	{
-		PGresult   *volatile res = NULL;
-		bool		found;
-
-		if (GetCurrentTimestamp() >= deadline)
-			return false;
-		PG_TRY();
-		{
-			res = ua_remote(run,
-							"SELECT EXISTS (SELECT 1 FROM upgrade_assist.marker"
-							" WHERE origin = $1 AND seq = $2)",
-							2, vals, deadline, true);
-		}
-		PG_CATCH();
-		{
-			bool		aborting;
-			ErrorData  *edata;
-
-			/* A peer too slow to answer by the deadline: not there yet. */
-			MemoryContextSwitchTo(ua_worker_cxt);
-			edata = CopyErrorData();
-			LWLockAcquire(ua_cut->lock, LW_SHARED);
-			aborting = ua_cut->abort_requested;
-			LWLockRelease(ua_cut->lock);
-			if (aborting || GetCurrentTimestamp() < deadline ||
-				edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
-				PG_RE_THROW();
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			MemoryContextSwitchTo(ua_worker_cxt);
-			return false;
-		}
-		PG_END_TRY();
-		found = PQgetvalue(res, 0, 0)[0] == 't';
-		PQclear(res);
-		if (found)
-			return true;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 UA_POLL_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	waited = ua_marker_wait(run->peer, seq, start, deadline, false);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(ua_worker_cxt);
+	return waited;
 }
 
 /* Milliseconds since t, for details. */
@@ -456,6 +416,7 @@ static void
 ua_step_lag(UaRun *run, StringInfo detail)
 {
 	UaMarker	m;
+	int64		waited;
 	TimestampTz start = GetCurrentTimestamp();
 	TimestampTz deadline = TimestampTzPlusMilliseconds(start, run->max_lag_ms);
 
@@ -464,7 +425,8 @@ ua_step_lag(UaRun *run, StringInfo detail)
 	ua_cx_end();
 	if (deadline > run->deadline)
 		deadline = run->deadline;
-	if (!ua_marker_on_peer(run, m.origin, m.seq, deadline))
+	waited = ua_marker_on_peer(run, m.seq, start, deadline);
+	if (waited < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("replication lag exceeds max_lag"),
@@ -472,7 +434,7 @@ ua_step_lag(UaRun *run, StringInfo detail)
 						   m.seq, ua_ms_since(start), (long long) run->max_lag_ms),
 				 errhint("Wait until sync_status says 'in sync', or raise max_lag.")));
 	appendStringInfo(detail, "probe marker " INT64_FORMAT " on the peer after %.1f ms",
-					 m.seq, ua_ms_since(start));
+					 m.seq, waited / 1000.0);
 }
 
 /* fence: raise the fence here (the drain is the next step). */
@@ -528,16 +490,16 @@ ua_step_marker(UaRun *run, StringInfo detail)
 static void
 ua_step_wait(UaRun *run, StringInfo detail)
 {
-	TimestampTz start = GetCurrentTimestamp();
+	int64		waited = ua_marker_on_peer(run, run->final_marker.seq,
+										   GetCurrentTimestamp(), run->deadline);
 
-	if (!ua_marker_on_peer(run, run->final_marker.origin, run->final_marker.seq,
-						   run->deadline))
+	if (waited < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_QUERY_CANCELED),
 				 errmsg("the final marker did not reach peer \"%s\" within the timeout",
 						run->peer)));
 	appendStringInfo(detail, "marker " INT64_FORMAT " on the peer after %.1f ms",
-					 run->final_marker.seq, ua_ms_since(start));
+					 run->final_marker.seq, waited / 1000.0);
 }
 
 /* sync sequences: the peer's sequences past this side's values. */

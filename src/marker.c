@@ -369,17 +369,22 @@ ua_poll_delay_ms(int64 elapsed_us)
 }
 
 /*
- * ua_wait_on_peer
- *		Poll the peer until it shows this origin's marker seq, or throw 57014
- *		at the deadline naming the marker, the peer and the last marker of
- *		this origin that the peer does show.  Returns microseconds waited,
- *		counted from start.  timeout_ms is the caller's timeout, for messages.
- *		With own_request, the marker is this backend's open request to the
- *		marker writer, which is checked (and kept moving) at every look.
+ * ua_marker_wait
+ *		Poll the peer until it shows this origin's marker seq.  Returns the
+ *		microseconds waited, counted from start, or -1 when the deadline
+ *		passes first.  With own_request, the marker is this backend's open
+ *		request to the marker writer, which is checked (and kept moving) at
+ *		every look.  Caller is in a transaction (the peer lookup reads
+ *		catalogs).
+ *
+ * One look may run a little past the deadline, so that a look in flight at
+ * the deadline (a peer slow to answer) counts as "not there yet" rather than
+ * failing as a timeout of the look itself.  A peer that hangs still fails
+ * soon.
  */
-static int64
-ua_wait_on_peer(const char *peer, int64 seq, TimestampTz start,
-				TimestampTz deadline, int64 timeout_ms, bool own_request)
+int64
+ua_marker_wait(const char *peer, int64 seq, TimestampTz start,
+			   TimestampTz deadline, bool own_request)
 {
 	char		origin_buf[32];
 	char		seq_buf[32];
@@ -390,12 +395,6 @@ ua_wait_on_peer(const char *peer, int64 seq, TimestampTz start,
 	snprintf(seq_buf, sizeof(seq_buf), INT64_FORMAT, seq);
 	params[0] = origin_buf;
 	params[1] = seq_buf;
-
-	/*
-	 * One look may run a little past the deadline, so that a look in flight
-	 * at the deadline ends in the "did not arrive" error below rather than
-	 * in a timeout of the look itself.  A peer that hangs still fails soon.
-	 */
 	query_deadline = TimestampTzPlusMilliseconds(deadline, UA_LOOK_GRACE_MS);
 
 	for (;;)
@@ -421,30 +420,8 @@ ua_wait_on_peer(const char *peer, int64 seq, TimestampTz start,
 		now = GetCurrentTimestamp();
 		if (found)
 			return now - start;
-
 		if (now >= deadline)
-		{
-			char	   *last = NULL;
-
-			res = ua_peer_query(peer,
-								"SELECT max(seq) FROM upgrade_assist.marker"
-								" WHERE origin = $1::pg_catalog.int8",
-								1, params,
-								TimestampTzPlusMilliseconds(now, UA_LOOK_GRACE_MS));
-			if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
-				last = pstrdup(PQgetvalue(res, 0, 0));
-			PQclear(res);
-			ereport(ERROR,
-					(errcode(ERRCODE_QUERY_CANCELED),
-					 errmsg("marker " INT64_FORMAT " did not arrive on peer \"%s\" within the timeout of " INT64_FORMAT " ms",
-							seq, peer, timeout_ms),
-					 last ?
-					 errdetail("The last marker of origin " INT64_FORMAT " that the peer shows is %s.",
-							   ua_origin(), last) :
-					 errdetail("The peer shows no marker of origin " INT64_FORMAT ".",
-							   ua_origin()),
-					 errhint("Check that replication to the peer is running and carries upgrade_assist.marker.")));
-		}
+			return -1;
 
 		delay = ua_poll_delay_ms(now - start);
 		if (delay > ua_ms_until(deadline))
@@ -460,6 +437,48 @@ ua_wait_on_peer(const char *peer, int64 seq, TimestampTz start,
 		}
 		CHECK_FOR_INTERRUPTS();
 	}
+}
+
+/*
+ * ua_wait_on_peer
+ *		ua_marker_wait, throwing 57014 at the deadline naming the marker,
+ *		the peer and the last marker of this origin that the peer does show.
+ *		timeout_ms is the caller's timeout, for messages.
+ */
+static int64
+ua_wait_on_peer(const char *peer, int64 seq, TimestampTz start,
+				TimestampTz deadline, int64 timeout_ms, bool own_request)
+{
+	int64		waited = ua_marker_wait(peer, seq, start, deadline, own_request);
+	char		origin_buf[32];
+	const char *params[1] = {origin_buf};
+	char	   *last = NULL;
+	PGresult   *res;
+
+	if (waited >= 0)
+		return waited;
+
+	snprintf(origin_buf, sizeof(origin_buf), INT64_FORMAT, ua_origin());
+	res = ua_peer_query(peer,
+						"SELECT max(seq) FROM upgrade_assist.marker"
+						" WHERE origin = $1::pg_catalog.int8",
+						1, params,
+						TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													UA_LOOK_GRACE_MS));
+	if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
+		last = pstrdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	ereport(ERROR,
+			(errcode(ERRCODE_QUERY_CANCELED),
+			 errmsg("marker " INT64_FORMAT " did not arrive on peer \"%s\" within the timeout of " INT64_FORMAT " ms",
+					seq, peer, timeout_ms),
+			 last ?
+			 errdetail("The last marker of origin " INT64_FORMAT " that the peer shows is %s.",
+					   ua_origin(), last) :
+			 errdetail("The peer shows no marker of origin " INT64_FORMAT ".",
+					   ua_origin()),
+			 errhint("Check that replication to the peer is running and carries upgrade_assist.marker.")));
+	return -1;					/* keep the compiler quiet */
 }
 
 /*

@@ -179,6 +179,8 @@ extern int64 ua_origin(void);
 extern int64 ua_next_marker_seq(void);
 extern void ua_insert_marker(const char *kind, const char *note, int64 seq,
 							 UaMarker *out);
+extern int64 ua_marker_wait(const char *peer, int64 seq, TimestampTz start,
+							TimestampTz deadline, bool own_request);
 
 /* writer.c */
 extern int64 ua_marker_request_submit(const char *kind);
