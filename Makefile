@@ -9,16 +9,20 @@
 MODULE_big = upgrade_assist
 OBJS = \
 	src/upgrade_assist.o \
+	src/util.o \
 	src/remote.o \
 	src/marker.o \
-	src/writer.o \
+	src/marker_writer.o \
 	src/heartbeat.o \
 	src/heartbeat_worker.o \
 	src/fence.o \
-	src/drain.o \
+	src/fence_hooks.o \
+	src/fence_drain.o \
 	src/sequences.o \
 	src/stats.o \
+	src/stats_worker.o \
 	src/cutover.o \
+	src/cutover_worker.o \
 	src/cutover_steps.o
 
 EXTENSION = upgrade_assist

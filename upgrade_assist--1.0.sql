@@ -16,9 +16,22 @@ CREATE FOREIGN DATA WRAPPER upgrade_assist
     VALIDATOR upgrade_assist.fdw_validator;
 
 -- ---------------------------------------------------------------------------
+-- Schema: monitoring roles may look at what the views and tables below
+-- grant them; everything that changes state is revoked from PUBLIC in the
+-- section that creates it.
+-- ---------------------------------------------------------------------------
+
+GRANT USAGE ON SCHEMA upgrade_assist TO pg_monitor;
+
+-- ---------------------------------------------------------------------------
 -- Markers: an ordinary table, so that whatever carries the user's tables to
 -- the peer (native logical replication, any CDC pipeline) carries it too.
 -- origin is the writing cluster's system identifier; seq grows per origin.
+-- marker_skip_own: while both directions replicate (during a cutover), a
+-- marker that went to the peer and came back (same origin and seq) would
+-- collide with itself; this replica trigger, which fires only in logical
+-- replication apply workers (session_replication_role = replica), skips rows
+-- whose origin is this cluster.
 -- ---------------------------------------------------------------------------
 
 CREATE TABLE upgrade_assist.marker (
@@ -61,6 +74,24 @@ CREATE FUNCTION upgrade_assist.round_trip(
 RETURNS record
 AS 'MODULE_PATHNAME', 'round_trip'
 LANGUAGE C VOLATILE;
+
+CREATE FUNCTION upgrade_assist.marker_skip_own()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'marker_skip_own'
+LANGUAGE C;
+
+CREATE TRIGGER marker_skip_own
+    BEFORE INSERT ON upgrade_assist.marker
+    FOR EACH ROW EXECUTE FUNCTION upgrade_assist.marker_skip_own();
+ALTER TABLE upgrade_assist.marker ENABLE REPLICA TRIGGER marker_skip_own;
+
+-- Privileges: nothing that writes or talks to a peer is open to PUBLIC.
+-- Monitoring roles (and the role a peer connects as) read the markers.
+REVOKE ALL ON FUNCTION upgrade_assist.emit_marker(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.wait_for_marker(text, bigint, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.round_trip(text, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.marker_skip_own() FROM PUBLIC;
+GRANT SELECT ON upgrade_assist.marker TO pg_monitor;
 
 -- ---------------------------------------------------------------------------
 -- Heartbeat: a worker commits a 'heartbeat' marker at a fixed pace and
@@ -105,15 +136,6 @@ LANGUAGE C VOLATILE;
 CREATE VIEW upgrade_assist.sync_status AS
     SELECT * FROM upgrade_assist.sync_status_rows();
 
--- ---------------------------------------------------------------------------
--- Privileges: nothing that writes or talks to a peer is open to PUBLIC.
--- Monitoring roles (and the role a peer connects as) read the markers.
--- ---------------------------------------------------------------------------
-
-REVOKE ALL ON FUNCTION upgrade_assist.emit_marker(text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION upgrade_assist.wait_for_marker(text, bigint, interval) FROM PUBLIC;
-REVOKE ALL ON FUNCTION upgrade_assist.round_trip(text, interval) FROM PUBLIC;
-
 REVOKE ALL ON FUNCTION upgrade_assist.heartbeat_start(text, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.heartbeat_stop() FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.sync_status_rows() FROM PUBLIC;
@@ -121,14 +143,16 @@ GRANT EXECUTE ON FUNCTION upgrade_assist.sync_status_rows() TO pg_monitor;
 REVOKE ALL ON upgrade_assist.sync_status FROM PUBLIC;
 GRANT SELECT ON upgrade_assist.sync_status TO pg_monitor;
 
-GRANT USAGE ON SCHEMA upgrade_assist TO pg_monitor;
-GRANT SELECT ON upgrade_assist.marker TO pg_monitor;
-
 -- ---------------------------------------------------------------------------
 -- Write fence: while it is up, every write of every session that is not
 -- exempt fails with SQLSTATE 25006; reads go on.  Cluster-wide, and kept
 -- across restarts and crashes (file upgrade_assist.fence in the data
 -- directory).  See README, "Write fence".
+--   fence_exempt_session(): the calling session writes through the fence
+--     until it ends (the cutover's own session on the fenced peer).
+--   unfence_at_commit(): the fence is lifted when the calling transaction
+--     commits, and stays if it aborts (the cutover's point of no return is
+--     one peer transaction).
 -- ---------------------------------------------------------------------------
 
 CREATE FUNCTION upgrade_assist.fence(
@@ -153,7 +177,7 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'unfence'
 LANGUAGE C VOLATILE STRICT;
 
-CREATE FUNCTION upgrade_assist.fence_status(
+CREATE FUNCTION upgrade_assist.fence_status_rows(
     OUT fenced boolean,
     OUT since timestamptz,
     OUT reason text,
@@ -167,16 +191,29 @@ CREATE FUNCTION upgrade_assist.fence_status(
     OUT lifted_by text,
     OUT generation bigint)
 RETURNS SETOF record
-AS 'MODULE_PATHNAME', 'fence_status'
+AS 'MODULE_PATHNAME', 'fence_status_rows'
 LANGUAGE C VOLATILE STRICT;
 
 CREATE VIEW upgrade_assist.fence_status AS
-    SELECT * FROM upgrade_assist.fence_status();
+    SELECT * FROM upgrade_assist.fence_status_rows();
+
+CREATE FUNCTION upgrade_assist.fence_exempt_session()
+RETURNS void
+AS 'MODULE_PATHNAME', 'fence_exempt_session'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION upgrade_assist.unfence_at_commit()
+RETURNS void
+AS 'MODULE_PATHNAME', 'unfence_at_commit'
+LANGUAGE C VOLATILE;
 
 REVOKE ALL ON FUNCTION upgrade_assist.fence(text, interval, interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.unfence() FROM PUBLIC;
-REVOKE ALL ON FUNCTION upgrade_assist.fence_status() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION upgrade_assist.fence_status() TO pg_monitor;
+REVOKE ALL ON FUNCTION upgrade_assist.fence_exempt_session() FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.unfence_at_commit() FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.fence_status_rows() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION upgrade_assist.fence_status_rows() TO pg_monitor;
+REVOKE ALL ON upgrade_assist.fence_status FROM PUBLIC;
 GRANT SELECT ON upgrade_assist.fence_status TO pg_monitor;
 
 -- ---------------------------------------------------------------------------
@@ -334,13 +371,13 @@ SELECT c.oid::regclass                                    AS relid,
          WHEN col.with_stats > 0 THEN 'unknown (carried by pg_upgrade or before a stats reset)'
        END                                                AS analyzed_by,
        sz.pages,
-       sz.pages::numeric * current_setting('block_size')::integer AS size_bytes,
+       sz.pages::numeric * pg_catalog.current_setting('block_size')::integer AS size_bytes,
        CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples END AS rows_estimate
   FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   CROSS JOIN LATERAL (
-       SELECT count(*)::integer AS total,
-              count(*) FILTER (WHERE EXISTS (
+       SELECT pg_catalog.count(*)::integer AS total,
+              pg_catalog.count(*) FILTER (WHERE EXISTS (
                   SELECT FROM pg_catalog.pg_statistic st
                    WHERE st.starelid = a.attrelid AND st.staattnum = a.attnum
                      AND st.stainherit = (c.relkind = 'p')))::integer AS with_stats
@@ -348,8 +385,8 @@ SELECT c.oid::regclass                                    AS relid,
         WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
           AND coalesce(a.attstattarget::integer, -1) <> 0) col
   CROSS JOIN LATERAL (
-       SELECT count(*)::integer AS total,
-              count(*) FILTER (WHERE EXISTS (
+       SELECT pg_catalog.count(*)::integer AS total,
+              pg_catalog.count(*) FILTER (WHERE EXISTS (
                   -- Before 14 the row exists, empty, from CREATE STATISTICS
                   -- on; the kinds' columns differ between releases.
                   SELECT FROM pg_catalog.pg_statistic_ext_data d,
@@ -359,13 +396,13 @@ SELECT c.oid::regclass                                    AS relid,
         WHERE x.stxrelid = c.oid) ext
   CROSS JOIN LATERAL (
        SELECT (CASE WHEN c.relkind = 'p' THEN
-                   (SELECT coalesce(sum(pg_catalog.pg_relation_size(t.relid)), 0)
+                   (SELECT coalesce(pg_catalog.sum(pg_catalog.pg_relation_size(t.relid)), 0)
                       FROM pg_catalog.pg_partition_tree(c.oid) t WHERE t.isleaf)
               ELSE pg_catalog.pg_relation_size(c.oid) END
-              / current_setting('block_size')::integer)::bigint AS pages) sz
+              / pg_catalog.current_setting('block_size')::integer)::bigint AS pages) sz
   LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = c.oid
   LEFT JOIN LATERAL (
-       SELECT max(t.analyzed_at) AS analyzed_at
+       SELECT pg_catalog.max(t.analyzed_at) AS analyzed_at
          FROM upgrade_assist.stats_task t
          JOIN upgrade_assist.stats_run r USING (run_id)
         WHERE t.relid = c.oid
@@ -394,14 +431,15 @@ AS 'MODULE_PATHNAME', 'cancel_stats_rebuild'
 LANGUAGE C VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp;
 
--- The workers of the running rebuild, from shared memory.
-CREATE FUNCTION upgrade_assist.stats_workers(
+-- The workers of the running rebuild, from shared memory: the live part of
+-- the view stats_progress.
+CREATE FUNCTION upgrade_assist.stats_progress_rows(
     OUT run_id bigint,
     OUT pid integer,
     OUT relid oid,
     OUT stage integer)
 RETURNS SETOF record
-AS 'MODULE_PATHNAME', 'stats_workers'
+AS 'MODULE_PATHNAME', 'stats_progress_rows'
 LANGUAGE C VOLATILE;
 
 -- One row per run of this cluster, newest first.  Work is counted in pages
@@ -413,24 +451,24 @@ SELECT r.run_id AS run,
             ELSE r.state END                              AS state,
        CASE WHEN r.state <> 'running' THEN r.state
             WHEN w.workers = 0 THEN 'interrupted'
-            WHEN t.min_stage >= array_length(r.stages, 1) THEN 'finishing'
+            WHEN t.min_stage >= pg_catalog.array_length(r.stages, 1) THEN 'finishing'
             ELSE 'analyzing' END                          AS phase,
-       least(t.min_stage + 1, array_length(r.stages, 1))  AS stage,
-       array_length(r.stages, 1)                          AS stages,
-       r.stages[least(t.min_stage + 1, array_length(r.stages, 1))] AS stage_target,
+       least(t.min_stage + 1, pg_catalog.array_length(r.stages, 1))  AS stage,
+       pg_catalog.array_length(r.stages, 1)                          AS stages,
+       r.stages[least(t.min_stage + 1, pg_catalog.array_length(r.stages, 1))] AS stage_target,
        t.tables_total,
        count_done.tables_done,
-       t.pages_total * array_length(r.stages, 1)          AS pages_total,
+       t.pages_total * pg_catalog.array_length(r.stages, 1)          AS pages_total,
        t.pages_done,
-       round(100 * t.work_done / nullif(t.work_total, 0), 2) AS percent,
-       coalesce(r.ended_at, now()) - r.started_at          AS elapsed,
+       pg_catalog.round(100 * t.work_done / nullif(t.work_total, 0), 2) AS percent,
+       coalesce(r.ended_at, pg_catalog.now()) - r.started_at          AS elapsed,
        CASE WHEN t.work_done >= t.work_total THEN interval '0'
             WHEN t.work_done > r.work_at_start
-             AND extract(epoch FROM now() - r.started_at) > 0
+             AND extract(epoch FROM pg_catalog.now() - r.started_at) > 0
              AND r.state = 'running' AND w.workers > 0
-            THEN make_interval(secs => ((t.work_total - t.work_done)
+            THEN pg_catalog.make_interval(secs => ((t.work_total - t.work_done)
                    / ((t.work_done - r.work_at_start)
-                      / extract(epoch FROM now() - r.started_at)))::double precision)
+                      / extract(epoch FROM pg_catalog.now() - r.started_at)))::double precision)
        END                                                AS estimated_left,
        w.workers,
        w.analyzing,
@@ -443,24 +481,24 @@ SELECT r.run_id AS run,
        r.resumed_from
   FROM upgrade_assist.stats_run r
   CROSS JOIN LATERAL (
-       SELECT count(*)::integer AS tables_total,
-              coalesce(min(k.stage_done), array_length(r.stages, 1)) AS min_stage,
-              coalesce(sum(k.pages), 0) AS pages_total,
-              coalesce(sum(k.pages * k.stage_done), 0) AS pages_done,
-              coalesce(sum((k.pages + 1) * k.stage_done), 0)::numeric AS work_done,
-              coalesce(sum((k.pages + 1) * array_length(r.stages, 1)), 0)::numeric AS work_total,
-              count(*) FILTER (WHERE k.retry_at > now()
-                               AND k.stage_done < array_length(r.stages, 1))::integer AS deferred
+       SELECT pg_catalog.count(*)::integer AS tables_total,
+              coalesce(pg_catalog.min(k.stage_done), pg_catalog.array_length(r.stages, 1)) AS min_stage,
+              coalesce(pg_catalog.sum(k.pages), 0) AS pages_total,
+              coalesce(pg_catalog.sum(k.pages * k.stage_done), 0) AS pages_done,
+              coalesce(pg_catalog.sum((k.pages + 1) * k.stage_done), 0)::numeric AS work_done,
+              coalesce(pg_catalog.sum((k.pages + 1) * pg_catalog.array_length(r.stages, 1)), 0)::numeric AS work_total,
+              pg_catalog.count(*) FILTER (WHERE k.retry_at > pg_catalog.now()
+                               AND k.stage_done < pg_catalog.array_length(r.stages, 1))::integer AS deferred
          FROM upgrade_assist.stats_task k WHERE k.run_id = r.run_id) t
   CROSS JOIN LATERAL (
-       SELECT count(*) FILTER (WHERE k.stage_done >= least(t.min_stage + 1, array_length(r.stages, 1)))::integer
+       SELECT pg_catalog.count(*) FILTER (WHERE k.stage_done >= least(t.min_stage + 1, pg_catalog.array_length(r.stages, 1)))::integer
               AS tables_done
          FROM upgrade_assist.stats_task k WHERE k.run_id = r.run_id) count_done
   CROSS JOIN LATERAL (
-       SELECT count(*)::integer AS workers,
-              array_agg(sw.relid::regclass ORDER BY sw.pid)
+       SELECT pg_catalog.count(*)::integer AS workers,
+              pg_catalog.array_agg(sw.relid::regclass ORDER BY sw.pid)
                   FILTER (WHERE sw.relid <> 0) AS analyzing
-         FROM upgrade_assist.stats_workers() sw WHERE sw.run_id = r.run_id) w
+         FROM upgrade_assist.stats_progress_rows() sw WHERE sw.run_id = r.run_id) w
  WHERE r.origin = (SELECT system_identifier FROM pg_catalog.pg_control_system())
  ORDER BY r.run_id DESC;
 
@@ -469,51 +507,12 @@ REVOKE ALL ON upgrade_assist.stats_task FROM PUBLIC;
 GRANT SELECT ON upgrade_assist.stats_run, upgrade_assist.stats_task TO pg_monitor;
 REVOKE ALL ON FUNCTION upgrade_assist.rebuild_stats(integer[], integer, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.cancel_stats_rebuild() FROM PUBLIC;
-REVOKE ALL ON FUNCTION upgrade_assist.stats_workers() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION upgrade_assist.stats_workers() TO pg_monitor;
+REVOKE ALL ON FUNCTION upgrade_assist.stats_progress_rows() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION upgrade_assist.stats_progress_rows() TO pg_monitor;
 REVOKE ALL ON upgrade_assist.stats_progress FROM PUBLIC;
 GRANT SELECT ON upgrade_assist.stats_progress TO pg_monitor;
 REVOKE ALL ON upgrade_assist.stats_coverage FROM PUBLIC;
 GRANT SELECT ON upgrade_assist.stats_coverage TO pg_monitor;
-
--- ---------------------------------------------------------------------------
--- Cutover support: what cutover() calls, on the peer or here.  See README,
--- "Write fence" and "Markers".
---   fence_exempt_session(): the calling session writes through the fence
---     until it ends (the cutover's own session on the fenced peer).
---   unfence_at_commit(): the fence is lifted when the calling transaction
---     commits, and stays if it aborts (the point of no return is one peer
---     transaction).
---   marker_skip_own: while both directions replicate, a marker that went to
---     the peer and came back (same origin and seq) would collide with
---     itself; this replica trigger, which fires only in logical replication
---     apply workers (session_replication_role = replica), skips rows whose
---     origin is this cluster.
--- ---------------------------------------------------------------------------
-
-CREATE FUNCTION upgrade_assist.fence_exempt_session()
-RETURNS void
-AS 'MODULE_PATHNAME', 'fence_exempt_session'
-LANGUAGE C VOLATILE;
-
-CREATE FUNCTION upgrade_assist.unfence_at_commit()
-RETURNS void
-AS 'MODULE_PATHNAME', 'unfence_at_commit'
-LANGUAGE C VOLATILE;
-
-CREATE FUNCTION upgrade_assist.marker_skip_own()
-RETURNS trigger
-AS 'MODULE_PATHNAME', 'marker_skip_own'
-LANGUAGE C;
-
-CREATE TRIGGER marker_skip_own
-    BEFORE INSERT ON upgrade_assist.marker
-    FOR EACH ROW EXECUTE FUNCTION upgrade_assist.marker_skip_own();
-ALTER TABLE upgrade_assist.marker ENABLE REPLICA TRIGGER marker_skip_own;
-
-REVOKE ALL ON FUNCTION upgrade_assist.fence_exempt_session() FROM PUBLIC;
-REVOKE ALL ON FUNCTION upgrade_assist.unfence_at_commit() FROM PUBLIC;
-REVOKE ALL ON FUNCTION upgrade_assist.marker_skip_own() FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- Cutover (run on the cluster that is primary now; rollback is the same call

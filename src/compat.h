@@ -33,6 +33,15 @@
 #endif
 
 /*
+ * PostgreSQL 17 added custom wait events for extensions
+ * (WaitEventExtensionNew), so that pg_stat_activity.wait_event names what an
+ * extension waits for; before 17 every wait shows as "Extension".
+ */
+#if PG_VERSION_NUM >= 170000
+#define UA_HAVE_CUSTOM_WAIT_EVENTS 1
+#endif
+
+/*
  * PostgreSQL 15 replaced EmitWarningsOnPlaceholders() with
  * MarkGUCPrefixReserved().
  */

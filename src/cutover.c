@@ -9,10 +9,10 @@
  * connection drops cannot leave it half done.  The caller reports each step
  * as a NOTICE when the worker finishes it and returns the step table.
  *
- * Steps (ua_step_names; their code is in cutover_steps.c): checks, lag
- * check, fence, drain, final marker, wait
- * for marker, sync sequences, reverse replication, reverse round trip,
- * unfence peer.  The last one is the point of no return: one transaction on
+ * Steps (ua_cutover_step_names; the worker's run is in cutover_worker.c,
+ * the steps in cutover_steps.c): checks, lag check, fence, drain, final
+ * marker, wait for marker, sync sequences, reverse replication, reverse
+ * round trip, unfence peer.  The last one is the point of no return: one transaction on
  * the peer that drops the forward subscription there and lifts the peer's
  * fence when it commits.  Any failure before it aborts: the fence here is
  * lifted, the reverse subscription here, its slot and the publication on the
@@ -68,13 +68,14 @@
 #include "compat.h"
 #include "cutover.h"
 #include "fence.h"
-#include "upgrade_assist.h"
+#include "remote.h"
+#include "util.h"
 
 PG_FUNCTION_INFO_V1(cutover);
 PG_FUNCTION_INFO_V1(cutover_resume);
 PG_FUNCTION_INFO_V1(cutover_progress_rows);
 
-const char *const ua_step_names[UA_NSTEPS] = {
+const char *const ua_cutover_step_names[UA_NSTEPS] = {
 	"checks", "lag check", "fence", "drain", "final marker",
 	"wait for marker", "sync sequences", "reverse replication",
 	"reverse round trip", "unfence peer"
@@ -84,18 +85,11 @@ const char *const ua_step_names[UA_NSTEPS] = {
 static char *ua_cutover_pause_before = NULL;
 int			ua_cutover_drain_ms = 5000;
 
-UaCutoverShared *ua_cut = NULL;
-
-/* The worker's memory for its whole run (values read must outlive SPI). */
-MemoryContext ua_worker_cxt = NULL;
+/* Shared state; NULL unless the library was preloaded. */
+UaCutoverShared *ua_cutover_state = NULL;
 
 /* Why the caller is leaving, for the abort's reason. */
 static const char *ua_caller_exit_cause = NULL;
-
-/* The worker got SIGTERM: abort before the point of no return, then exit. */
-volatile sig_atomic_t ua_worker_terminated = false;
-
-PGDLLEXPORT void ua_cutover_worker_main(Datum main_arg);
 
 /* ---------------------------------------------------------------------------
  * Shared memory and settings
@@ -122,13 +116,13 @@ ua_cutover_shmem_startup(void)
 {
 	bool		found;
 
-	ua_cut = ShmemInitStruct("upgrade_assist cutover",
+	ua_cutover_state = ShmemInitStruct("upgrade_assist cutover",
 							 MAXALIGN(sizeof(UaCutoverShared)), &found);
 	if (!found)
 	{
-		memset(ua_cut, 0, sizeof(UaCutoverShared));
-		ua_cut->lock = &(GetNamedLWLockTranche("upgrade_assist cutover"))->lock;
-		ua_cut->running = -1;
+		memset(ua_cutover_state, 0, sizeof(UaCutoverShared));
+		ua_cutover_state->lock = &(GetNamedLWLockTranche("upgrade_assist cutover"))->lock;
+		ua_cutover_state->running = -1;
 	}
 }
 
@@ -143,18 +137,18 @@ ua_check_pause_before(char **newval, void **extra pg_attribute_unused(),
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
 	for (int i = 0; i < UA_NSTEPS; i++)
-		if (strcmp(*newval, ua_step_names[i]) == 0)
+		if (strcmp(*newval, ua_cutover_step_names[i]) == 0)
 			return true;
 	GUC_check_errdetail("Not a step of cutover(): \"%s\".", *newval);
 	return false;
 }
 
 /*
- * ua_cutover_define_gucs
+ * ua_cutover_init
  *		The cutover's settings; called from _PG_init.
  */
 void
-ua_cutover_define_gucs(void)
+ua_cutover_init(void)
 {
 	DefineCustomIntVariable("upgrade_assist.cutover_drain_timeout",
 							"How long cutover() lets write transactions in flight finish after fencing.",
@@ -171,364 +165,6 @@ ua_cutover_define_gucs(void)
 							   PGC_SUSET, 0,
 							   ua_check_pause_before, NULL, NULL);
 }
-
-static void
-ua_cutover_require(void)
-{
-	ua_require_shared();
-	if (ua_cut == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("upgrade_assist must be loaded via shared_preload_libraries")));
-}
-
-
-/* ---------------------------------------------------------------------------
- * History
- * ---------------------------------------------------------------------------
- */
-
-/* Insert this attempt's row ('running'); returns its attempt number. */
-static int64
-ua_history_begin(UaRun *run, TimestampTz started)
-{
-	const char *vals[2];
-	int64		attempt;
-
-	vals[0] = run->peer;
-	vals[1] = timestamptz_to_str(started);
-	ua_cx_begin();
-	/* Only one cutover runs in the cluster: any other 'running' row is dead. */
-	ua_spi("UPDATE upgrade_assist.cutover_history"
-		   "   SET outcome = 'interrupted', finished_at = pg_catalog.now(),"
-		   "       reason = 'the worker ended before finishing (server restart or crash)'"
-		   " WHERE outcome = 'running'", 0, NULL, false);
-	/* No sequence: sync_sequences would move it, and one runs at a time. */
-	ua_spi("INSERT INTO upgrade_assist.cutover_history (attempt, peer, started_at, outcome)"
-		   " SELECT coalesce(max(attempt), 0) + 1, $1, $2::timestamptz, 'running'"
-		   "   FROM upgrade_assist.cutover_history RETURNING attempt::text",
-		   2, vals, false);
-	attempt = strtoi64(ua_spi_value(0, 1), NULL, 10);
-	ua_cx_end();
-	return attempt;
-}
-
-/* The steps as a jsonb array literal. */
-static char *
-ua_steps_json(void)
-{
-	StringInfoData buf;
-	bool		first = true;
-
-	initStringInfo(&buf);
-	appendStringInfoChar(&buf, '[');
-	for (int i = 0; i <= UA_EXTRA; i++)
-	{
-		UaStepState *st = &ua_cut->steps[i];
-
-		if (st->status[0] == '\0')
-			continue;
-		if (!first)
-			appendStringInfoString(&buf, ", ");
-		first = false;
-		appendStringInfoString(&buf, "{\"step\": ");
-		escape_json(&buf, i < UA_NSTEPS ? ua_step_names[i] : ua_cut->extra_step);
-		appendStringInfoString(&buf, ", \"status\": ");
-		escape_json(&buf, st->status);
-		appendStringInfoString(&buf, ", \"started_at\": ");
-		if (st->started_at)
-			escape_json(&buf, timestamptz_to_str(st->started_at));
-		else
-			appendStringInfoString(&buf, "null");
-		appendStringInfo(&buf, ", \"duration_ms\": %.3f, \"detail\": ",
-						 st->duration_us / 1000.0);
-		escape_json(&buf, st->detail);
-		appendStringInfoChar(&buf, '}');
-	}
-	appendStringInfoChar(&buf, ']');
-	return buf.data;
-}
-
-/* Write the attempt's outcome. */
-static void
-ua_history_end(UaRun *run, const char *outcome, const char *failed_step,
-			   const char *reason)
-{
-	const char *vals[8];
-	char		attempt[32];
-
-	snprintf(attempt, sizeof(attempt), INT64_FORMAT, run->attempt);
-	vals[0] = attempt;
-	vals[1] = outcome;
-	vals[2] = failed_step;
-	vals[3] = reason;
-	vals[4] = ua_cut->fenced_at ? pstrdup(timestamptz_to_str(ua_cut->fenced_at)) : NULL;
-	vals[5] = ua_cut->writable_at ? pstrdup(timestamptz_to_str(ua_cut->writable_at)) : NULL;
-	vals[6] = ua_steps_json();
-	ua_cx_begin();
-	ua_spi("UPDATE upgrade_assist.cutover_history"
-		   "   SET finished_at = pg_catalog.clock_timestamp(), outcome = $2,"
-		   "       failed_step = $3, reason = $4,"
-		   "       fenced_at = $5::timestamptz, peer_writable_at = $6::timestamptz,"
-		   "       blackout = $6::timestamptz - $5::timestamptz, steps = $7::jsonb"
-		   " WHERE attempt = $1::bigint",
-		   7, vals, false);
-	ua_cx_end();
-}
-
-
-/* ---------------------------------------------------------------------------
- * The worker
- * ---------------------------------------------------------------------------
- */
-
-/* What a dry run says each later step would do. */
-static const char *
-ua_would_do(UaRun *run, int i)
-{
-	switch (i)
-	{
-		case UA_ST_FENCE:
-			return "fence this cluster";
-		case UA_ST_DRAIN:
-			return psprintf("let write transactions finish for up to %d ms, then terminate them",
-							ua_cutover_drain_ms);
-		case UA_ST_MARKER:
-			return "write a 'cutover' marker";
-		case UA_ST_WAIT:
-			return psprintf("wait until it is on the peer through subscription %s", run->fwd_sub);
-		case UA_ST_SEQUENCES:
-			return psprintf("move the peer's sequences past this side's values (margin " INT64_FORMAT ")",
-							run->margin);
-		case UA_ST_REVERSE:
-			return run->reverse ?
-				"create publication " UA_REVERSE_NAME " and a slot on the peer, subscription " UA_REVERSE_NAME " here without copy" :
-				"nothing (reverse => false)";
-		case UA_ST_REVERSE_RT:
-			return run->reverse ? "write a marker on the peer and wait for it here" :
-				"nothing (reverse => false)";
-		case UA_ST_UNFENCE_PEER:
-			return psprintf("drop subscription %s on the peer and lift its fence (point of no return)",
-							run->fwd_sub);
-	}
-	return "";
-}
-
-/*
- * ua_cutover_run
- *		All steps, then the abort or the cleanup, then the history row.
- */
-static void
-ua_cutover_run(UaRun *run)
-{
-	MemoryContext cxt = CurrentMemoryContext;
-	volatile int failed = -1;
-	char	   *volatile reason = NULL;
-	const char *outcome;
-	StringInfoData extra;
-
-	if (!run->dry_run)
-	{
-		run->attempt = ua_history_begin(run, ua_cut->started_at);
-		UA_CUT_SET(attempt, run->attempt);
-	}
-
-	for (int i = 0; i < UA_NSTEPS; i++)
-	{
-		StringInfoData detail;
-		TimestampTz started;
-
-		if (failed >= 0)
-		{
-			ua_step_finish(i, "skipped", 0, NULL);
-			continue;
-		}
-		if (run->dry_run && i > UA_ST_LAG)
-		{
-			ua_step_finish(i, "would do", 0, ua_would_do(run, i));
-			continue;
-		}
-		if (!run->reverse && (i == UA_ST_REVERSE || i == UA_ST_REVERSE_RT))
-		{
-			ua_step_finish(i, "skipped", 0, "reverse => false");
-			continue;
-		}
-
-		initStringInfo(&detail);
-		started = GetCurrentTimestamp();
-		UA_CUT_SET(running, i);
-		PG_TRY();
-		{
-			bool		abort_requested;
-
-			ua_pause_point(run, i);
-			LWLockAcquire(ua_cut->lock, LW_SHARED);
-			abort_requested = ua_cut->abort_requested || ua_worker_terminated;
-			LWLockRelease(ua_cut->lock);
-			if (abort_requested)
-				ereport(ERROR,
-						(errcode(ERRCODE_QUERY_CANCELED),
-						 errmsg("canceling cutover")));
-			ua_step_fns[i] (run, &detail);
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata = ua_recover_from_error(cxt);
-
-			LWLockAcquire(ua_cut->lock, LW_SHARED);
-			if (ua_worker_terminated && !run->ponr_unknown)
-				reason = pstrdup("the cutover worker was terminated (pg_terminate_backend or server shutdown)");
-			else if (ua_cut->abort_requested && !run->ponr_unknown)
-				reason = psprintf("%s", ua_cut->abort_cause);
-			LWLockRelease(ua_cut->lock);
-			if (reason == NULL)
-				reason = edata->detail ?
-					psprintf("%s: %s", edata->message, edata->detail) :
-					pstrdup(edata->message);
-			failed = i;
-		}
-		PG_END_TRY();
-		ua_step_finish(i, failed == i ? "failed" : "done", started,
-					   failed == i ? reason : detail.data);
-	}
-
-	initStringInfo(&extra);
-	if (failed >= 0 && run->ponr_unknown)
-	{
-		outcome = "unknown";
-		strlcpy(ua_cut->extra_step, "abort", sizeof(ua_cut->extra_step));
-		appendStringInfoString(&extra,
-							   "not aborted: the peer may have taken over; this cluster stays fenced; "
-							   "check fence_status and the subscriptions on the peer");
-		ua_step_finish(UA_EXTRA, "skipped", 0, extra.data);
-	}
-	else if (failed >= 0)
-	{
-		TimestampTz started = GetCurrentTimestamp();
-
-		outcome = "aborted";
-		strlcpy(ua_cut->extra_step, "abort", sizeof(ua_cut->extra_step));
-		ua_abort(run, &extra);
-		ua_step_finish(UA_EXTRA, "done", started, extra.data);
-	}
-	else if (!run->dry_run)
-	{
-		TimestampTz started = GetCurrentTimestamp();
-
-		outcome = "succeeded";
-		strlcpy(ua_cut->extra_step, "cleanup", sizeof(ua_cut->extra_step));
-		ua_cleanup(run, &extra);
-		ua_step_finish(UA_EXTRA, "done", started, extra.data);
-	}
-	else
-		outcome = "dry run";
-
-	if (!run->dry_run)
-		ua_history_end(run, outcome, failed >= 0 ? ua_step_names[failed] : NULL, reason);
-
-	LWLockAcquire(ua_cut->lock, LW_EXCLUSIVE);
-	strlcpy(ua_cut->outcome, outcome, sizeof(ua_cut->outcome));
-	LWLockRelease(ua_cut->lock);
-}
-
-/*
- * ua_worker_finish
- *		Publish the end of the worker's run (failure: the error that ended
- *		it outside any step, else NULL), wake the caller, or free the slot
- *		when the caller is gone.
- */
-static void
-ua_worker_finish(const char *failure)
-{
-	LWLockAcquire(ua_cut->lock, LW_EXCLUSIVE);
-	if (failure)
-	{
-		strlcpy(ua_cut->outcome, "failed", sizeof(ua_cut->outcome));
-		strlcpy(ua_cut->failure, failure, sizeof(ua_cut->failure));
-	}
-	ua_cut->worker_done = true;
-	ua_cut->worker = NULL;
-	ua_cut->running = -1;
-	if (ua_cut->caller == NULL)
-		ua_cut->active = false;
-	else
-		SetLatch(&ua_cut->caller->procLatch);
-	LWLockRelease(ua_cut->lock);
-}
-
-/*
- * ua_cutover_sigterm
- *		SIGTERM (pg_terminate_backend, server shutdown) does not kill the
- *		worker mid-step: it cancels what runs, like SIGINT, so that the
- *		attempt aborts cleanly before the point of no return (or finishes
- *		after it), and the worker then exits.
- */
-static void
-ua_cutover_sigterm(SIGNAL_ARGS)
-{
-	int			save_errno = errno;
-
-	ua_worker_terminated = true;
-	QueryCancelPending = true;
-	InterruptPending = true;
-	SetLatch(MyLatch);
-	errno = save_errno;
-}
-
-/*
- * ua_cutover_worker_main
- *		Entry point of the cutover worker.  Runs as the caller's role in the
- *		caller's database, writing through the fence.
- */
-void
-ua_cutover_worker_main(Datum main_arg pg_attribute_unused())
-{
-	UaRun		run;
-	Oid			dboid;
-	Oid			userid;
-	MemoryContext cxt;
-
-	pqsignal(SIGTERM, ua_cutover_sigterm);
-	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	BackgroundWorkerUnblockSignals();
-
-	memset(&run, 0, sizeof(run));
-	LWLockAcquire(ua_cut->lock, LW_EXCLUSIVE);
-	ua_cut->worker = MyProc;
-	ua_cut->worker_pid = MyProcPid;
-	dboid = ua_cut->dboid;
-	userid = ua_cut->userid;
-	strlcpy(run.peer, ua_cut->peer, sizeof(run.peer));
-	run.max_lag_ms = ua_cut->max_lag_ms;
-	run.margin = ua_cut->margin;
-	run.reverse = ua_cut->reverse;
-	run.dry_run = ua_cut->dry_run;
-	run.deadline = TimestampTzPlusMilliseconds(ua_cut->started_at, ua_cut->timeout_ms);
-	LWLockRelease(ua_cut->lock);
-
-	BackgroundWorkerInitializeConnectionByOid(dboid, userid, 0);
-	pgstat_report_appname("upgrade_assist cutover");
-	ua_fence_exempt_session();
-
-	cxt = AllocSetContextCreate(TopMemoryContext, "upgrade_assist cutover",
-								ALLOCSET_DEFAULT_SIZES);
-	ua_worker_cxt = cxt;
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		ua_cutover_run(&run);
-	}
-	PG_CATCH();
-	{
-		/* Outside any step (the history table): say so, then exit. */
-		MemoryContextSwitchTo(cxt);
-		ua_worker_finish(CopyErrorData()->message);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
-	ua_worker_finish(NULL);
-}
-
 
 /* An interval of us microseconds. */
 static Datum
@@ -556,22 +192,22 @@ ua_cutover_caller_exit(int code pg_attribute_unused(), Datum arg pg_attribute_un
 {
 	int			pid = 0;
 
-	LWLockAcquire(ua_cut->lock, LW_EXCLUSIVE);
-	if (ua_cut->active && ua_cut->caller == MyProc)
+	LWLockAcquire(ua_cutover_state->lock, LW_EXCLUSIVE);
+	if (ua_cutover_state->active && ua_cutover_state->caller == MyProc)
 	{
-		ua_cut->caller = NULL;
-		if (ua_cut->worker_done)
-			ua_cut->active = false;
-		else if (!ua_cut->past_ponr && !ua_cut->abort_requested)
+		ua_cutover_state->caller = NULL;
+		if (ua_cutover_state->worker_done)
+			ua_cutover_state->active = false;
+		else if (!ua_cutover_state->past_ponr && !ua_cutover_state->abort_requested)
 		{
-			ua_cut->abort_requested = true;
-			strlcpy(ua_cut->abort_cause,
+			ua_cutover_state->abort_requested = true;
+			strlcpy(ua_cutover_state->abort_cause,
 					ua_caller_exit_cause ? ua_caller_exit_cause : "the caller stopped waiting",
-					sizeof(ua_cut->abort_cause));
-			pid = ua_cut->worker_pid;
+					sizeof(ua_cutover_state->abort_cause));
+			pid = ua_cutover_state->worker_pid;
 		}
 	}
-	LWLockRelease(ua_cut->lock);
+	LWLockRelease(ua_cutover_state->lock);
 	if (pid > 0)
 		(void) kill(pid, SIGINT);
 }
@@ -583,17 +219,17 @@ ua_cutover_caller_exit(int code pg_attribute_unused(), Datum arg pg_attribute_un
 static void
 ua_report_steps(bool *reported)
 {
-	for (int i = 0; i <= UA_EXTRA; i++)
+	for (int i = 0; i <= UA_ST_END; i++)
 	{
 		UaStepState st;
 		char		name[32];
 
 		if (reported[i])
 			continue;
-		LWLockAcquire(ua_cut->lock, LW_SHARED);
-		st = ua_cut->steps[i];
-		strlcpy(name, i < UA_NSTEPS ? ua_step_names[i] : ua_cut->extra_step, sizeof(name));
-		LWLockRelease(ua_cut->lock);
+		LWLockAcquire(ua_cutover_state->lock, LW_SHARED);
+		st = ua_cutover_state->steps[i];
+		strlcpy(name, i < UA_NSTEPS ? ua_cutover_step_names[i] : ua_cutover_state->extra_step, sizeof(name));
+		LWLockRelease(ua_cutover_state->lock);
 		if (st.status[0] == '\0')
 			continue;
 		reported[i] = true;
@@ -621,20 +257,20 @@ ua_cutover_wait(BackgroundWorkerHandle *handle, bool *reported)
 		pid_t		pid;
 
 		ua_report_steps(reported);
-		LWLockAcquire(ua_cut->lock, LW_SHARED);
-		done = ua_cut->worker_done;
-		LWLockRelease(ua_cut->lock);
+		LWLockAcquire(ua_cutover_state->lock, LW_SHARED);
+		done = ua_cutover_state->worker_done;
+		LWLockRelease(ua_cutover_state->lock);
 		if (done)
 			break;
 		if (GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
 		{
-			LWLockAcquire(ua_cut->lock, LW_SHARED);
-			done = ua_cut->worker_done;
-			LWLockRelease(ua_cut->lock);
+			LWLockAcquire(ua_cutover_state->lock, LW_SHARED);
+			done = ua_cutover_state->worker_done;
+			LWLockRelease(ua_cutover_state->lock);
 			if (done)
 				break;
 			/* Free the slot with the caller's exit (nobody else will). */
-			UA_CUT_SET(worker_done, true);
+			UA_CUTOVER_SET(worker_done, true);
 			ereport(ERROR,
 					(errcode(ERRCODE_INTERNAL_ERROR),
 					 errmsg("the cutover worker exited before it finished"),
@@ -648,7 +284,7 @@ ua_cutover_wait(BackgroundWorkerHandle *handle, bool *reported)
 					 errmsg("connection to client lost during cutover")));
 		}
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 100, PG_WAIT_EXTENSION);
+						 100, ua_wait_event(UA_WE_CUTOVER));
 		ResetLatch(MyLatch);
 		if (ProcDiePending)
 			ua_caller_exit_cause = "the caller was terminated";
@@ -684,7 +320,7 @@ cutover(PG_FUNCTION_ARGS)
 	bool		reported[UA_NSTEPS + 1] = {false};
 	UaCutoverShared result;
 
-	ua_cutover_require();
+	ua_require_preloaded(ua_cutover_state);
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
@@ -715,54 +351,48 @@ cutover(PG_FUNCTION_ARGS)
 	/* The worker's drain must not wait for (or terminate) this caller. */
 	ua_fence_leave_drain();
 
-	LWLockAcquire(ua_cut->lock, LW_EXCLUSIVE);
-	if (ua_cut->active)
+	LWLockAcquire(ua_cutover_state->lock, LW_EXCLUSIVE);
+	if (ua_cutover_state->active)
 	{
-		int64		attempt = ua_cut->attempt;
+		int64		attempt = ua_cutover_state->attempt;
 		char		other[NAMEDATALEN];
 
-		strlcpy(other, ua_cut->peer, sizeof(other));
-		LWLockRelease(ua_cut->lock);
+		strlcpy(other, ua_cutover_state->peer, sizeof(other));
+		LWLockRelease(ua_cutover_state->lock);
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("a cutover is running already"),
 				 errdetail("Attempt " INT64_FORMAT " to peer \"%s\".", attempt, other)));
 	}
 	{
-		LWLock	   *lock = ua_cut->lock;
+		LWLock	   *lock = ua_cutover_state->lock;
 
-		memset(ua_cut, 0, sizeof(UaCutoverShared));
-		ua_cut->lock = lock;
+		memset(ua_cutover_state, 0, sizeof(UaCutoverShared));
+		ua_cutover_state->lock = lock;
 	}
-	ua_cut->active = true;
-	ua_cut->caller = MyProc;
-	ua_cut->running = -1;
-	ua_cut->dboid = MyDatabaseId;
-	ua_cut->userid = GetUserId();
-	strlcpy(ua_cut->peer, peer, sizeof(ua_cut->peer));
-	ua_cut->max_lag_ms = max_lag_ms;
-	ua_cut->timeout_ms = timeout_ms;
-	ua_cut->margin = margin;
-	ua_cut->reverse = PG_GETARG_BOOL(4);
-	ua_cut->dry_run = PG_GETARG_BOOL(5);
-	strlcpy(ua_cut->pause_before, ua_cutover_pause_before ? ua_cutover_pause_before : "",
-			sizeof(ua_cut->pause_before));
-	ua_cut->started_at = GetCurrentTimestamp();
-	LWLockRelease(ua_cut->lock);
+	ua_cutover_state->active = true;
+	ua_cutover_state->caller = MyProc;
+	ua_cutover_state->running = -1;
+	ua_cutover_state->dboid = MyDatabaseId;
+	ua_cutover_state->userid = GetUserId();
+	strlcpy(ua_cutover_state->peer, peer, sizeof(ua_cutover_state->peer));
+	ua_cutover_state->max_lag_ms = max_lag_ms;
+	ua_cutover_state->timeout_ms = timeout_ms;
+	ua_cutover_state->margin = margin;
+	ua_cutover_state->reverse = PG_GETARG_BOOL(4);
+	ua_cutover_state->dry_run = PG_GETARG_BOOL(5);
+	strlcpy(ua_cutover_state->pause_before, ua_cutover_pause_before ? ua_cutover_pause_before : "",
+			sizeof(ua_cutover_state->pause_before));
+	ua_cutover_state->started_at = GetCurrentTimestamp();
+	LWLockRelease(ua_cutover_state->lock);
 
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "upgrade_assist");
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "ua_cutover_worker_main");
+	ua_bgworker_init(&bgw, "ua_cutover_worker_main", "upgrade_assist cutover",
+					 BGW_NEVER_RESTART, (Datum) 0);
 	snprintf(bgw.bgw_name, BGW_MAXLEN, "upgrade_assist cutover to %s", peer);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "upgrade_assist cutover");
-	bgw.bgw_notify_pid = MyProcPid;
 	if (!RegisterDynamicBackgroundWorker(&bgw, &handle) ||
 		WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
 	{
-		UA_CUT_SET(active, false);
+		UA_CUTOVER_SET(active, false);
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
 				 errmsg("could not start the cutover worker"),
@@ -776,11 +406,11 @@ cutover(PG_FUNCTION_ARGS)
 	}
 	PG_END_ENSURE_ERROR_CLEANUP(ua_cutover_caller_exit, (Datum) 0);
 
-	LWLockAcquire(ua_cut->lock, LW_EXCLUSIVE);
-	result = *ua_cut;
-	ua_cut->caller = NULL;
-	ua_cut->active = false;
-	LWLockRelease(ua_cut->lock);
+	LWLockAcquire(ua_cutover_state->lock, LW_EXCLUSIVE);
+	result = *ua_cutover_state;
+	ua_cutover_state->caller = NULL;
+	ua_cutover_state->active = false;
+	LWLockRelease(ua_cutover_state->lock);
 
 	if (strcmp(result.outcome, "failed") == 0)
 		ereport(ERROR,
@@ -788,7 +418,7 @@ cutover(PG_FUNCTION_ARGS)
 				 errmsg("the cutover worker failed: %s", result.failure),
 				 errhint("This cluster may be fenced: see upgrade_assist.fence_status and the server log.")));
 
-	for (int i = 0; i <= UA_EXTRA; i++)
+	for (int i = 0; i <= UA_ST_END; i++)
 	{
 		UaStepState *st = &result.steps[i];
 		Datum		values[5];
@@ -796,7 +426,7 @@ cutover(PG_FUNCTION_ARGS)
 
 		if (st->status[0] == '\0')
 			continue;
-		values[0] = CStringGetTextDatum(i < UA_NSTEPS ? ua_step_names[i] : result.extra_step);
+		values[0] = CStringGetTextDatum(i < UA_NSTEPS ? ua_cutover_step_names[i] : result.extra_step);
 		values[1] = CStringGetTextDatum(st->status);
 		values[2] = TimestampTzGetDatum(st->started_at);
 		nulls[2] = st->started_at == 0;
@@ -825,16 +455,16 @@ cutover_resume(PG_FUNCTION_ARGS pg_attribute_unused())
 {
 	bool		resumed = false;
 
-	ua_cutover_require();
-	LWLockAcquire(ua_cut->lock, LW_EXCLUSIVE);
-	if (ua_cut->active && ua_cut->paused && !ua_cut->worker_done)
+	ua_require_preloaded(ua_cutover_state);
+	LWLockAcquire(ua_cutover_state->lock, LW_EXCLUSIVE);
+	if (ua_cutover_state->active && ua_cutover_state->paused && !ua_cutover_state->worker_done)
 	{
-		ua_cut->resume = true;
+		ua_cutover_state->resume = true;
 		resumed = true;
-		if (ua_cut->worker)
-			SetLatch(&ua_cut->worker->procLatch);
+		if (ua_cutover_state->worker)
+			SetLatch(&ua_cutover_state->worker->procLatch);
 	}
-	LWLockRelease(ua_cut->lock);
+	LWLockRelease(ua_cutover_state->lock);
 	PG_RETURN_BOOL(resumed);
 }
 
@@ -854,20 +484,20 @@ cutover_progress_rows(PG_FUNCTION_ARGS)
 	bool		nulls[7] = {false};
 	char	   *phase;
 
-	ua_cutover_require();
+	ua_require_preloaded(ua_cutover_state);
 	store = ua_materialize_srf(fcinfo, &tupdesc);
-	LWLockAcquire(ua_cut->lock, LW_SHARED);
-	s = *ua_cut;
-	LWLockRelease(ua_cut->lock);
+	LWLockAcquire(ua_cutover_state->lock, LW_SHARED);
+	s = *ua_cutover_state;
+	LWLockRelease(ua_cutover_state->lock);
 	if (!s.active || s.worker_done)
 		return (Datum) 0;
 
 	if (s.aborting)
 		phase = "aborting";
 	else if (s.paused && s.running >= 0)
-		phase = psprintf("paused before %s", ua_step_names[s.running]);
+		phase = psprintf("paused before %s", ua_cutover_step_names[s.running]);
 	else if (s.running >= 0)
-		phase = (char *) ua_step_names[s.running];
+		phase = (char *) ua_cutover_step_names[s.running];
 	else
 		phase = "starting";
 

@@ -1,9 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * cutover.h
- *	  What the two halves of the cutover share: cutover.c (shared state, the
- *	  SQL functions, the caller, the worker's run and history) and
- *	  cutover_steps.c (the steps, the abort and the cleanup).
+ *	  The cutover: the caller side, SQL functions, shared state and settings
+ *	  (cutover.c), the worker's run, history, abort and cleanup
+ *	  (cutover_worker.c), and the steps (cutover_steps.c).
  *
  * IDENTIFICATION
  *	  src/cutover.h
@@ -13,13 +13,14 @@
 #ifndef UA_CUTOVER_H
 #define UA_CUTOVER_H
 
-#include <signal.h>
+#include "postgres.h"
 
 #include "lib/stringinfo.h"
+#include "libpq-fe.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 
-#include "upgrade_assist.h"
+#include "marker.h"
 
 /* The steps, in order. */
 typedef enum UaStep
@@ -37,10 +38,10 @@ typedef enum UaStep
 	UA_NSTEPS
 } UaStep;
 
-extern const char *const ua_step_names[UA_NSTEPS];
+extern const char *const ua_cutover_step_names[UA_NSTEPS];
 
 /* The row after the steps: "abort" or "cleanup". */
-#define UA_EXTRA UA_NSTEPS
+#define UA_ST_END UA_NSTEPS
 
 #define UA_DETAIL_MAX 512
 
@@ -104,6 +105,7 @@ typedef struct UaCutoverShared
 /* What the worker knows about its attempt. */
 typedef struct UaRun
 {
+	MemoryContext cxt;			/* the worker's memory for the whole run */
 	char		peer[NAMEDATALEN];
 	TimestampTz deadline;
 	int64		max_lag_ms;
@@ -130,28 +132,32 @@ typedef struct UaRun
 typedef void (*UaStepFn) (UaRun *run, StringInfo detail);
 
 /* Update one field of the shared state under its lock. */
-#define UA_CUT_SET(field, value) \
+#define UA_CUTOVER_SET(field, value) \
 	do { \
-		LWLockAcquire(ua_cut->lock, LW_EXCLUSIVE); \
-		ua_cut->field = (value); \
-		LWLockRelease(ua_cut->lock); \
+		LWLockAcquire(ua_cutover_state->lock, LW_EXCLUSIVE); \
+		ua_cutover_state->field = (value); \
+		LWLockRelease(ua_cutover_state->lock); \
 	} while (0)
 
 /* cutover.c */
-extern UaCutoverShared *ua_cut;
-extern MemoryContext ua_worker_cxt;
+extern UaCutoverShared *ua_cutover_state;
 extern int	ua_cutover_drain_ms;
-extern volatile sig_atomic_t ua_worker_terminated;
+extern void ua_cutover_init(void);
+extern void ua_cutover_shmem_request(void);
+extern void ua_cutover_shmem_startup(void);
 
-/* cutover_steps.c */
-extern const UaStepFn ua_step_fns[UA_NSTEPS];
-extern void ua_cx_begin(void);
-extern void ua_cx_end(void);
-extern uint64 ua_spi(const char *sql, int nargs, const char *const *args, bool read_only);
-extern char *ua_spi_value(uint64 row, int col);
-extern void ua_step_finish(int i, const char *status, TimestampTz started, const char *detail);
-extern void ua_pause_point(UaRun *run, int i);
-extern void ua_abort(UaRun *run, StringInfo notes);
-extern void ua_cleanup(UaRun *run, StringInfo notes);
+/* cutover_worker.c */
+PGDLLEXPORT void ua_cutover_worker_main(Datum main_arg);
+
+/* cutover_steps.c: the steps, and statements on the peer for the worker */
+extern const UaStepFn ua_cutover_step_fns[UA_NSTEPS];
+extern PGresult *ua_cutover_remote_ext(UaRun *run, const char *sql, int nparams,
+									   const char *const *values,
+									   TimestampTz deadline, bool may_retry);
+extern PGresult *ua_cutover_remote(UaRun *run, const char *sql, int nparams,
+								   const char *const *values);
+extern void ua_cutover_remote_until(UaRun *run, const char *sql, int nparams,
+									const char *const *values, TimestampTz deadline);
+extern void ua_cutover_remote_exempt(UaRun *run, TimestampTz deadline);
 
 #endif							/* UA_CUTOVER_H */

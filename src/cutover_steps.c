@@ -1,18 +1,20 @@
 /*-------------------------------------------------------------------------
  *
  * cutover_steps.c
- *	  The cutover worker's steps, its abort and its cleanup (the run itself,
- *	  the shared state and the SQL functions are in cutover.c).
+ *	  The cutover worker's steps (the worker's run, abort and cleanup are in
+ *	  cutover_worker.c, the caller and the shared state in cutover.c).
  *
  * Every step runs in the cutover worker, throws on failure, and writes what
  * its row shows into detail.  Local work runs in short transactions of its
- * own (ua_cx_begin/ua_cx_end), remote work through remote.c within the
- * attempt's deadline; the worker's session on the peer writes through the
- * peer's fence (fence_exempt_session()).  What each step leaves behind is
- * recorded in UaRun, so that ua_abort undoes exactly that.
+ * own (ua_xact_begin/ua_xact_end), remote work through remote.c within the
+ * attempt's deadline (ua_cutover_remote*); the worker's session on the peer
+ * writes through the peer's fence (fence_exempt_session()).  What each step
+ * leaves behind is recorded in the run state (UaRun), so that the abort
+ * undoes exactly that; the run state also carries the worker's memory
+ * context.
  *
  * Locking: the shared state (cutover.h) under its own LWLock, taken only
- * for short copies.
+ * for short writes (UA_CUTOVER_SET).
  *
  * IDENTIFICATION
  *	  src/cutover_steps.c
@@ -22,94 +24,35 @@
 #include "postgres.h"
 
 #include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
-#include "pgstat.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
-#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
 #include "cutover.h"
 #include "fence.h"
-#include "upgrade_assist.h"
+#include "marker.h"
+#include "remote.h"
+#include "util.h"
 
 /* ---------------------------------------------------------------------------
- * Worker: local transactions, peer queries, progress
+ * Statements on the peer
  * ---------------------------------------------------------------------------
  */
 
-/* Start a local transaction with a snapshot and SPI. */
-void
-ua_cx_begin(void)
-{
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-}
-
-/* Commit what ua_cx_begin started; back in the worker's memory. */
-void
-ua_cx_end(void)
-{
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(ua_worker_cxt);
-}
-
 /*
- * ua_spi
- *		Run sql through SPI with text parameters (NULL entries are SQL
- *		NULLs); returns the number of rows.  Throws on failure.
+ * ua_cutover_remote_ext
+ *		One statement on the peer (ua_peer_query_ext) by deadline; may_retry
+ *		as there.  Looking the peer up reads catalogs, so a transaction is
+ *		started when none is open.  Throws the peer's error.
  */
-uint64
-ua_spi(const char *sql, int nargs, const char *const *args, bool read_only)
-{
-	Oid			types[8];
-	Datum		values[8];
-	char		nulls[8] = {0};
-	int			rc;
-
-	Assert(nargs <= 8);
-	for (int i = 0; i < nargs; i++)
-	{
-		types[i] = TEXTOID;
-		values[i] = args[i] ? CStringGetTextDatum(args[i]) : (Datum) 0;
-		nulls[i] = args[i] ? ' ' : 'n';
-	}
-	rc = SPI_execute_with_args(sql, nargs, types, values, nulls, read_only, 0);
-	if (rc < 0)
-		elog(ERROR, "SPI_execute_with_args failed: %s", SPI_result_code_string(rc));
-	return SPI_processed;
-}
-
-/*
- * Column col (1-based) of row row of the last SPI result, or NULL; copied
- * into the worker's memory, so that it outlives the transaction.
- */
-char *
-ua_spi_value(uint64 row, int col)
-{
-	char	   *v = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
-
-	return v ? MemoryContextStrdup(ua_worker_cxt, v) : NULL;
-}
-
-/*
- * ua_remote
- *		One statement on the peer (ua_peer_query_ext).  Looking the peer up
- *		reads catalogs, so a transaction is started when none is open.
- */
-static PGresult *
-ua_remote(UaRun *run, const char *sql, int nparams, const char *const *values,
+PGresult *
+ua_cutover_remote_ext(UaRun *run, const char *sql, int nparams, const char *const *values,
 		  TimestampTz deadline, bool may_retry)
 {
 	bool		own = !IsTransactionState();
@@ -124,95 +67,36 @@ ua_remote(UaRun *run, const char *sql, int nparams, const char *const *values,
 	if (own)
 	{
 		CommitTransactionCommand();
-		MemoryContextSwitchTo(ua_worker_cxt);
+		MemoryContextSwitchTo(run->cxt);
 	}
 	return res;
 }
 
 /* One remote statement within the attempt's deadline. */
-static PGresult *
-ua_rq(UaRun *run, const char *sql, int nparams, const char *const *values)
+PGresult *
+ua_cutover_remote(UaRun *run, const char *sql, int nparams, const char *const *values)
 {
-	return ua_remote(run, sql, nparams, values, run->deadline, true);
+	return ua_cutover_remote_ext(run, sql, nparams, values, run->deadline, true);
 }
 
 /* The same, with its own (abort-time) deadline, result discarded. */
-static void
-ua_rq_until(UaRun *run, const char *sql, int nparams, const char *const *values,
+void
+ua_cutover_remote_until(UaRun *run, const char *sql, int nparams, const char *const *values,
 			TimestampTz deadline)
 {
-	PQclear(ua_remote(run, sql, nparams, values, deadline, true));
+	PQclear(ua_cutover_remote_ext(run, sql, nparams, values, deadline, true));
 }
 
 /*
- * ua_rq_exempt
+ * ua_cutover_remote_exempt
  *		Make the worker's session on the peer write through the peer's fence
  *		(the peer is fenced until the point of no return).
  */
-static void
-ua_rq_exempt(UaRun *run, TimestampTz deadline)
+void
+ua_cutover_remote_exempt(UaRun *run, TimestampTz deadline)
 {
-	ua_rq_until(run, "SELECT upgrade_assist.fence_exempt_session()", 0, NULL,
+	ua_cutover_remote_until(run, "SELECT upgrade_assist.fence_exempt_session()", 0, NULL,
 				deadline);
-}
-
-/*
- * ua_step_finish
- *		Publish the end of step i (UA_EXTRA for the abort/cleanup row) and
- *		wake the caller, which reports it.
- */
-void
-ua_step_finish(int i, const char *status, TimestampTz started, const char *detail)
-{
-	UaStepState *st = &ua_cut->steps[i];
-
-	LWLockAcquire(ua_cut->lock, LW_EXCLUSIVE);
-	strlcpy(st->status, status, sizeof(st->status));
-	st->started_at = started;
-	st->duration_us = started ? GetCurrentTimestamp() - started : 0;
-	strlcpy(st->detail, detail ? detail : "", sizeof(st->detail));
-	if (ua_cut->running == i)
-		ua_cut->running = -1;
-	if (ua_cut->caller)
-		SetLatch(&ua_cut->caller->procLatch);
-	LWLockRelease(ua_cut->lock);
-}
-
-/*
- * ua_pause_point
- *		Stop before step i while upgrade_assist.cutover_pause_before names
- *		it, until cutover_resume() or an abort request; the time paused does
- *		not count against the timeout.
- */
-void
-ua_pause_point(UaRun *run, int i)
-{
-	TimestampTz since;
-	bool		go;
-
-	if (strcmp(ua_cut->pause_before, ua_step_names[i]) != 0)
-		return;
-	since = GetCurrentTimestamp();
-	LWLockAcquire(ua_cut->lock, LW_EXCLUSIVE);
-	ua_cut->paused = true;
-	ua_cut->resume = false;
-	LWLockRelease(ua_cut->lock);
-	ereport(LOG,
-			(errmsg("upgrade_assist cutover paused before step \"%s\"", ua_step_names[i])));
-	for (;;)
-	{
-		LWLockAcquire(ua_cut->lock, LW_SHARED);
-		go = ua_cut->resume || ua_cut->abort_requested || ua_worker_terminated;
-		LWLockRelease(ua_cut->lock);
-		if (go)
-			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-	UA_CUT_SET(paused, false);
-	run->deadline += GetCurrentTimestamp() - since;
 }
 
 /*
@@ -230,17 +114,9 @@ ua_marker_on_peer(UaRun *run, int64 seq, TimestampTz start, TimestampTz deadline
 	StartTransactionCommand();
 	waited = ua_marker_wait(run->peer, seq, start, deadline, false);
 	CommitTransactionCommand();
-	MemoryContextSwitchTo(ua_worker_cxt);
+	MemoryContextSwitchTo(run->cxt);
 	return waited;
 }
-
-/* Milliseconds since t, for details. */
-static double
-ua_ms_since(TimestampTz t)
-{
-	return (GetCurrentTimestamp() - t) / 1000.0;
-}
-
 
 /* ---------------------------------------------------------------------------
  * The steps.  Each throws on failure; detail gets what the row shows.
@@ -251,14 +127,13 @@ ua_ms_since(TimestampTz t)
  * checks: this side is primary, the peer runs the extension and is fenced,
  * exactly one enabled subscription there consumes a slot of this database
  * with a running apply worker, the marker table is in its publications, no
- * leftover reverse subscription here, no error from preflight().
+ * leftover reverse subscription here.
  */
 static void
 ua_step_checks(UaRun *run, StringInfo detail)
 {
 	PGresult   *res;
 	char	   *slots;
-	char	   *pubs;
 	const char *vals[2];
 	bool		ok;
 
@@ -268,7 +143,7 @@ ua_step_checks(UaRun *run, StringInfo detail)
 				 errmsg("this cluster is fenced"),
 				 errhint("cutover() runs on the cluster that is primary now; to go back, call it on the other cluster.")));
 
-	res = ua_rq(run,
+	res = ua_cutover_remote(run,
 				"SELECT pg_catalog.current_setting('server_version_num'),"
 				" (SELECT system_identifier FROM pg_catalog.pg_control_system())::text,"
 				" (SELECT extversion FROM pg_catalog.pg_extension"
@@ -290,7 +165,7 @@ ua_step_checks(UaRun *run, StringInfo detail)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("peer \"%s\" is this cluster", run->peer)));
 
-	res = ua_rq(run, "SELECT fenced FROM upgrade_assist.fence_status", 0, NULL);
+	res = ua_cutover_remote(run, "SELECT fenced FROM upgrade_assist.fence_status", 0, NULL);
 	ok = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
 	PQclear(res);
 	if (!ok)
@@ -301,16 +176,16 @@ ua_step_checks(UaRun *run, StringInfo detail)
 				 errhint("Fence the new side until its cutover: SELECT upgrade_assist.fence('until cutover') there.")));
 
 	/* The logical slots of this database: the forward one is among them. */
-	ua_cx_begin();
-	ua_spi("SELECT coalesce(pg_catalog.array_agg(slot_name::text), '{}')::text"
+	ua_xact_begin(NULL);
+	ua_spi_exec("SELECT coalesce(pg_catalog.array_agg(slot_name::text), '{}')::text"
 		   "  FROM pg_catalog.pg_replication_slots"
 		   " WHERE slot_type = 'logical' AND database = pg_catalog.current_database()",
 		   0, NULL, true);
-	slots = ua_spi_value(0, 1);
-	ua_cx_end();
+	slots = ua_spi_getvalue(0, 1, run->cxt);
+	ua_xact_end(run->cxt);
 
 	vals[0] = slots;
-	res = ua_rq(run,
+	res = ua_cutover_remote(run,
 				"SELECT s.subname, s.subslotname, s.subpublications::text,"
 				" EXISTS (SELECT 1 FROM pg_catalog.pg_stat_subscription st"
 				"          WHERE st.subid = s.oid AND st.pid IS NOT NULL"
@@ -346,9 +221,9 @@ ua_step_checks(UaRun *run, StringInfo detail)
 						run->fwd_sub, run->peer),
 				 errhint("See the peer's server log and pg_stat_subscription.")));
 
-	ua_cx_begin();
+	ua_xact_begin(NULL);
 	vals[0] = run->fwd_slot;
-	if (ua_spi("SELECT 1 FROM pg_catalog.pg_replication_slots"
+	if (ua_spi_exec("SELECT 1 FROM pg_catalog.pg_replication_slots"
 			   " WHERE slot_name = $1 AND active", 1, vals, true) != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -356,7 +231,7 @@ ua_step_checks(UaRun *run, StringInfo detail)
 						run->fwd_slot, run->fwd_sub),
 				 errdetail("Forward replication is not running.")));
 	vals[0] = run->fwd_pubs;
-	if (ua_spi("SELECT 1 FROM pg_catalog.pg_publication_tables"
+	if (ua_spi_exec("SELECT 1 FROM pg_catalog.pg_publication_tables"
 			   " WHERE pubname = ANY ($1::text[])"
 			   "   AND schemaname = 'upgrade_assist' AND tablename = 'marker'",
 			   1, vals, true) == 0)
@@ -369,7 +244,7 @@ ua_step_checks(UaRun *run, StringInfo detail)
 	if (run->reverse)
 	{
 		vals[0] = UA_REVERSE_NAME;
-		if (ua_spi("SELECT 1 FROM pg_catalog.pg_subscription"
+		if (ua_spi_exec("SELECT 1 FROM pg_catalog.pg_subscription"
 				   " WHERE subname = $1"
 				   "   AND subdbid = (SELECT oid FROM pg_catalog.pg_database"
 				   "                   WHERE datname = pg_catalog.current_database())",
@@ -386,29 +261,11 @@ ua_step_checks(UaRun *run, StringInfo detail)
 					 errhint("Call cutover() as a superuser, or with reverse => false.")));
 #endif
 	}
-	/* preflight() blocks the cutover with findings of severity 'error'. */
-	ua_spi("SELECT pg_catalog.to_regprocedure('upgrade_assist.preflight(text)') IS NOT NULL",
-		   0, NULL, true);
-	if (strcmp(ua_spi_value(0, 1), "t") == 0)
-	{
-		vals[0] = run->peer;
-		ua_spi("SELECT count(*) FROM upgrade_assist.preflight($1) p"
-			   " WHERE p.severity = 'error'", 1, vals, true);
-		if (strcmp(ua_spi_value(0, 1), "0") != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("preflight() reports %s error(s)", ua_spi_value(0, 1)),
-					 errhint("SELECT * FROM upgrade_assist.preflight('%s') WHERE severity = 'error'.",
-							 run->peer)));
-		pubs = "preflight clean";
-	}
-	else
-		pubs = "preflight() not installed";
-	ua_cx_end();
+	ua_xact_end(run->cxt);
 
 	appendStringInfo(detail,
-					 "peer on PostgreSQL %d.%d, fenced; forward subscription %s there (slot %s here, publications %s); %s",
-					 run->peer_version / 10000, run->peer_version % 10000, run->fwd_sub, run->fwd_slot, run->fwd_pubs, pubs);
+					 "peer on PostgreSQL %d.%d, fenced; forward subscription %s there (slot %s here, publications %s)",
+					 run->peer_version / 10000, run->peer_version % 10000, run->fwd_sub, run->fwd_slot, run->fwd_pubs);
 }
 
 /* lag check: a probe marker reaches the peer within max_lag. */
@@ -420,9 +277,9 @@ ua_step_lag(UaRun *run, StringInfo detail)
 	TimestampTz start = GetCurrentTimestamp();
 	TimestampTz deadline = TimestampTzPlusMilliseconds(start, run->max_lag_ms);
 
-	ua_cx_begin();
+	ua_xact_begin(NULL);
 	ua_insert_marker("probe", "cutover lag check", 0, &m);
-	ua_cx_end();
+	ua_xact_end(run->cxt);
 	if (deadline > run->deadline)
 		deadline = run->deadline;
 	waited = ua_marker_on_peer(run, m.seq, start, deadline);
@@ -445,11 +302,11 @@ ua_step_fence(UaRun *run, StringInfo detail)
 
 	snprintf(reason, sizeof(reason), "cutover to %s (attempt " INT64_FORMAT ")",
 			 run->peer, run->attempt);
-	ua_cx_begin();
+	ua_xact_begin(NULL);
 	ua_fence_engage(reason);
 	run->did_fence = true;
-	UA_CUT_SET(fenced_at, GetCurrentTimestamp());
-	ua_cx_end();
+	UA_CUTOVER_SET(fenced_at, GetCurrentTimestamp());
+	ua_xact_end(run->cxt);
 	appendStringInfo(detail, "fenced: %s", reason);
 }
 
@@ -462,9 +319,9 @@ ua_step_drain(UaRun *run, StringInfo detail)
 	int			finished = 0;
 	int			terminated = 0;
 
-	ua_cx_begin();
+	ua_xact_begin(NULL);
 	ua_fence_drain(drain_ms, &finished, &terminated);
-	ua_cx_end();
+	ua_xact_end(run->cxt);
 	appendStringInfo(detail, "%d write transaction(s) finished, %d terminated (drain timeout %lld ms)",
 					 finished, terminated, (long long) drain_ms);
 }
@@ -477,9 +334,9 @@ ua_step_marker(UaRun *run, StringInfo detail)
 
 	snprintf(note, sizeof(note), "cutover attempt " INT64_FORMAT " to %s",
 			 run->attempt, run->peer);
-	ua_cx_begin();
+	ua_xact_begin(NULL);
 	ua_insert_marker("cutover", note, 0, &run->final_marker);
-	ua_cx_end();
+	ua_xact_end(run->cxt);
 	appendStringInfo(detail, "marker " INT64_FORMAT " at %X/%X",
 					 run->final_marker.seq,
 					 (uint32) (run->final_marker.written_lsn >> 32),
@@ -510,21 +367,21 @@ ua_step_sequences(UaRun *run, StringInfo detail)
 	char		margin[32];
 	PGresult   *res;
 
-	ua_cx_begin();
-	ua_spi("SELECT coalesce(pg_catalog.array_agg(schema_name ORDER BY schema_name, sequence_name), '{}')::text,"
+	ua_xact_begin(NULL);
+	ua_spi_exec("SELECT coalesce(pg_catalog.array_agg(schema_name ORDER BY schema_name, sequence_name), '{}')::text,"
 		   " coalesce(pg_catalog.array_agg(sequence_name ORDER BY schema_name, sequence_name), '{}')::text,"
 		   " coalesce(pg_catalog.array_agg(last_value ORDER BY schema_name, sequence_name), '{}')::text,"
 		   " coalesce(pg_catalog.array_agg(is_called ORDER BY schema_name, sequence_name), '{}')::text"
 		   "  FROM upgrade_assist.sequence_states()",
 		   0, NULL, true);
 	for (int i = 0; i < 4; i++)
-		vals[i] = ua_spi_value(0, i + 1);
-	ua_cx_end();
+		vals[i] = ua_spi_getvalue(0, i + 1, run->cxt);
+	ua_xact_end(run->cxt);
 	snprintf(margin, sizeof(margin), INT64_FORMAT, run->margin);
 	vals[4] = margin;
 
-	ua_rq_exempt(run, run->deadline);
-	res = ua_rq(run,
+	ua_cutover_remote_exempt(run, run->deadline);
+	res = ua_cutover_remote(run,
 				"SELECT count(*), count(*) FILTER (WHERE action <> 'none')"
 				"  FROM upgrade_assist.sync_sequences_given($1::text[], $2::text[],"
 				"       $3::bigint[], $4::boolean[], $5::bigint)",
@@ -550,32 +407,32 @@ ua_step_reverse(UaRun *run, StringInfo detail)
 	PGresult   *res;
 	int			nestlevel;
 
-	ua_cx_begin();
+	ua_xact_begin(NULL);
 	vals[0] = run->fwd_pubs;
-	ua_spi("SELECT coalesce(pg_catalog.bool_or(puballtables), false)"
+	ua_spi_exec("SELECT coalesce(pg_catalog.bool_or(puballtables), false)"
 		   "  FROM pg_catalog.pg_publication WHERE pubname = ANY ($1::text[])",
 		   1, vals, true);
-	if (strcmp(ua_spi_value(0, 1), "t") == 0)
+	if (strcmp(ua_spi_getvalue(0, 1, run->cxt), "t") == 0)
 	{
 		pubdef = "FOR ALL TABLES";
 		tables = "all tables";
-		ua_cx_end();
+		ua_xact_end(run->cxt);
 	}
 	else
 	{
 		char	   *list;
 		char	   *count;
 
-		ua_spi("SELECT pg_catalog.string_agg(pg_catalog.quote_ident(schemaname::text)"
+		ua_spi_exec("SELECT pg_catalog.string_agg(pg_catalog.quote_ident(schemaname::text)"
 			   "       || '.' || pg_catalog.quote_ident(tablename::text), ', '"
 			   "       ORDER BY schemaname, tablename), count(*)"
 			   "  FROM (SELECT DISTINCT schemaname, tablename"
 			   "          FROM pg_catalog.pg_publication_tables"
 			   "         WHERE pubname = ANY ($1::text[])) t",
 			   1, vals, true);
-		list = ua_spi_value(0, 1);
-		count = ua_spi_value(0, 2);
-		ua_cx_end();
+		list = ua_spi_getvalue(0, 1, run->cxt);
+		count = ua_spi_getvalue(0, 2, run->cxt);
+		ua_xact_end(run->cxt);
 		pubdef = psprintf("FOR TABLE %s", list);
 		tables = psprintf("%s tables", count);
 	}
@@ -584,15 +441,15 @@ ua_step_reverse(UaRun *run, StringInfo detail)
 			 (uint64) ua_origin(), MyDatabaseId);
 
 	/* The publication: a leftover of an earlier direction is replaced. */
-	ua_rq_exempt(run, run->deadline);
+	ua_cutover_remote_exempt(run, run->deadline);
 	run->did_pub = true;
-	PQclear(ua_rq(run, "DROP PUBLICATION IF EXISTS " UA_REVERSE_NAME, 0, NULL));
+	PQclear(ua_cutover_remote(run, "DROP PUBLICATION IF EXISTS " UA_REVERSE_NAME, 0, NULL));
 	sql = psprintf("CREATE PUBLICATION " UA_REVERSE_NAME " %s", pubdef);
-	PQclear(ua_rq(run, sql, 0, NULL));
+	PQclear(ua_cutover_remote(run, sql, 0, NULL));
 
 	/* A slot of this name left by an abort that could not reach the peer. */
 	vals[0] = run->slot_name;
-	res = ua_rq(run, "SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
+	res = ua_cutover_remote(run, "SELECT active FROM pg_catalog.pg_replication_slots WHERE slot_name = $1",
 				1, vals);
 	if (PQntuples(res) == 1)
 	{
@@ -604,13 +461,13 @@ ua_step_reverse(UaRun *run, StringInfo detail)
 					(errcode(ERRCODE_OBJECT_IN_USE),
 					 errmsg("replication slot \"%s\" on peer \"%s\" is in use",
 							run->slot_name, run->peer)));
-		PQclear(ua_rq(run, "SELECT pg_catalog.pg_drop_replication_slot($1)", 1, vals));
+		PQclear(ua_cutover_remote(run, "SELECT pg_catalog.pg_drop_replication_slot($1)", 1, vals));
 		appendStringInfoString(detail, "dropped a slot left by an earlier attempt; ");
 	}
 	else
 		PQclear(res);
 	run->did_slot = true;
-	res = ua_rq(run, "SELECT lsn::text FROM pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')",
+	res = ua_cutover_remote(run, "SELECT lsn::text FROM pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')",
 				1, vals);
 	appendStringInfo(detail, "publication %s on the peer (%s), slot %s there at %s, ",
 					 UA_REVERSE_NAME, tables, run->slot_name, PQgetvalue(res, 0, 0));
@@ -622,22 +479,22 @@ ua_step_reverse(UaRun *run, StringInfo detail)
 	 * message of an error (ua_cutover_run never shows its context).
 	 */
 	StartTransactionCommand();
-	conninfo = MemoryContextStrdup(ua_worker_cxt, ua_peer_conninfo(run->peer));
+	conninfo = MemoryContextStrdup(run->cxt, ua_peer_conninfo(run->peer));
 	CommitTransactionCommand();
-	MemoryContextSwitchTo(ua_worker_cxt);
+	MemoryContextSwitchTo(run->cxt);
 	sql = psprintf("CREATE SUBSCRIPTION " UA_REVERSE_NAME " CONNECTION %s"
 				   " PUBLICATION " UA_REVERSE_NAME
 				   " WITH (create_slot = false, slot_name = %s, copy_data = false,"
 				   " enabled = true)",
 				   quote_literal_cstr(conninfo), quote_literal_cstr(run->slot_name));
-	ua_cx_begin();
+	ua_xact_begin(NULL);
 	nestlevel = NewGUCNestLevel();
 	(void) set_config_option("log_min_messages", "error", PGC_SUSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
 	if (SPI_execute(sql, false, 0) != SPI_OK_UTILITY)
 		elog(ERROR, "creating the reverse subscription failed");
 	AtEOXact_GUC(true, nestlevel);
-	ua_cx_end();
+	ua_xact_end(run->cxt);
 	run->did_sub = true;
 	memset(sql, 0, strlen(sql));
 	memset(conninfo, 0, strlen(conninfo));
@@ -658,7 +515,7 @@ ua_step_reverse_rt(UaRun *run, StringInfo detail)
 	snprintf(note, sizeof(note), "cutover attempt " INT64_FORMAT ": reverse round trip",
 			 run->attempt);
 	vals[0] = note;
-	res = ua_rq(run, "SELECT origin::text, seq::text FROM upgrade_assist.emit_marker('cutover', $1)",
+	res = ua_cutover_remote(run, "SELECT origin::text, seq::text FROM upgrade_assist.emit_marker('cutover', $1)",
 				1, vals);
 	origin = pstrdup(PQgetvalue(res, 0, 0));
 	seq = pstrdup(PQgetvalue(res, 0, 1));
@@ -670,11 +527,11 @@ ua_step_reverse_rt(UaRun *run, StringInfo detail)
 	{
 		bool		found;
 
-		ua_cx_begin();
-		ua_spi("SELECT 1 FROM upgrade_assist.marker"
+		ua_xact_begin(NULL);
+		ua_spi_exec("SELECT 1 FROM upgrade_assist.marker"
 			   " WHERE origin = $1::bigint AND seq = $2::bigint", 2, vals, true);
 		found = SPI_processed > 0;
-		ua_cx_end();
+		ua_xact_end(run->cxt);
 		if (found)
 			break;
 		if (GetCurrentTimestamp() >= run->deadline)
@@ -682,10 +539,7 @@ ua_step_reverse_rt(UaRun *run, StringInfo detail)
 					(errcode(ERRCODE_QUERY_CANCELED),
 					 errmsg("the peer's marker %s did not arrive here within the timeout", seq),
 					 errdetail("The reverse subscription %s does not deliver.", UA_REVERSE_NAME)));
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 UA_POLL_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+		(void) ua_wait(WL_LATCH_SET | WL_TIMEOUT, UA_POLL_MS, UA_WE_MARKER);
 	}
 	appendStringInfo(detail, "peer's marker %s here after %.1f ms", seq, ua_ms_since(start));
 }
@@ -709,6 +563,8 @@ ua_takeover_committed(UaRun *run)
 
 	while (result < 0 && GetCurrentTimestamp() < deadline)
 	{
+		volatile bool failed = false;
+
 		PG_TRY();
 		{
 			PGresult   *res;
@@ -716,8 +572,8 @@ ua_takeover_committed(UaRun *run)
 			StartTransactionCommand();
 			ua_peer_forget(run->peer);
 			CommitTransactionCommand();
-			MemoryContextSwitchTo(ua_worker_cxt);
-			res = ua_remote(run,
+			MemoryContextSwitchTo(run->cxt);
+			res = ua_cutover_remote_ext(run,
 							"SELECT count(*) FROM pg_catalog.pg_subscription s"
 							"  JOIN pg_catalog.pg_database d ON d.oid = s.subdbid"
 							" WHERE d.datname = pg_catalog.current_database()"
@@ -732,11 +588,12 @@ ua_takeover_committed(UaRun *run)
 			FlushErrorState();
 			AbortOutOfAnyTransaction();
 			MemoryContextSwitchTo(cxt);
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 100, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
+			failed = true;
 		}
 		PG_END_TRY();
+		/* Cancel is held off here: only a termination can interrupt. */
+		if (failed)
+			(void) ua_wait(WL_LATCH_SET | WL_TIMEOUT, 100, UA_WE_PEER);
 	}
 	return result;
 }
@@ -753,14 +610,14 @@ ua_step_unfence_peer(UaRun *run, StringInfo detail)
 	ErrorData  *volatile edata = NULL;
 
 	/* Also proves the connection right before the one-shot statement. */
-	ua_rq_exempt(run, run->deadline);
+	ua_cutover_remote_exempt(run, run->deadline);
 
 	/* From here a cancel must not interrupt: the outcome must be learnt. */
 	HOLD_CANCEL_INTERRUPTS();
-	UA_CUT_SET(past_ponr, true);
+	UA_CUTOVER_SET(past_ponr, true);
 	PG_TRY();
 	{
-		PQclear(ua_remote(run, "SELECT upgrade_assist.cutover_takeover($1)",
+		PQclear(ua_cutover_remote_ext(run, "SELECT upgrade_assist.cutover_takeover($1)",
 						  1, vals, run->deadline, false));
 	}
 	PG_CATCH();
@@ -791,7 +648,7 @@ ua_step_unfence_peer(UaRun *run, StringInfo detail)
 	if (edata != NULL)
 	{
 		if (!run->ponr_unknown)
-			UA_CUT_SET(past_ponr, false);
+			UA_CUTOVER_SET(past_ponr, false);
 		QueryCancelPending = false;
 		RESUME_CANCEL_INTERRUPTS();
 		ereport(ERROR,
@@ -799,7 +656,7 @@ ua_step_unfence_peer(UaRun *run, StringInfo detail)
 				 errmsg_internal("%s", edata->message),
 				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
 	}
-	UA_CUT_SET(writable_at, GetCurrentTimestamp());
+	UA_CUTOVER_SET(writable_at, GetCurrentTimestamp());
 	/* A cancel that came meanwhile is moot: the work is done. */
 	QueryCancelPending = false;
 	RESUME_CANCEL_INTERRUPTS();
@@ -807,222 +664,8 @@ ua_step_unfence_peer(UaRun *run, StringInfo detail)
 					 run->fwd_sub);
 }
 
-const UaStepFn ua_step_fns[UA_NSTEPS] = {
+const UaStepFn ua_cutover_step_fns[UA_NSTEPS] = {
 	ua_step_checks, ua_step_lag, ua_step_fence, ua_step_drain, ua_step_marker,
 	ua_step_wait, ua_step_sequences, ua_step_reverse, ua_step_reverse_rt,
 	ua_step_unfence_peer
 };
-
-
-/* ---------------------------------------------------------------------------
- * Abort and cleanup
- * ---------------------------------------------------------------------------
- */
-
-/*
- * ua_drop_local_sub
- *		Drop the reverse subscription here without touching its slot (the
- *		slot is on the peer and dropped separately).
- */
-static void
-ua_drop_local_sub(void)
-{
-	const char *vals[1] = {UA_REVERSE_NAME};
-
-	ua_cx_begin();
-	if (ua_spi("SELECT 1 FROM pg_catalog.pg_subscription WHERE subname = $1"
-			   "   AND subdbid = (SELECT oid FROM pg_catalog.pg_database"
-			   "                   WHERE datname = pg_catalog.current_database())",
-			   1, vals, true) > 0)
-	{
-		ua_spi("ALTER SUBSCRIPTION " UA_REVERSE_NAME " DISABLE", 0, NULL, false);
-		ua_spi("ALTER SUBSCRIPTION " UA_REVERSE_NAME " SET (slot_name = NONE)", 0, NULL, false);
-		ua_spi("DROP SUBSCRIPTION " UA_REVERSE_NAME, 0, NULL, false);
-	}
-	ua_cx_end();
-}
-
-/*
- * ua_drop_peer_slot
- *		Drop the reverse slot on the peer, ending a walsender that still
- *		holds it; throws when the peer cannot be reached by deadline.
- */
-static void
-ua_drop_peer_slot(UaRun *run, TimestampTz deadline)
-{
-	const char *vals[1] = {run->slot_name};
-
-	for (;;)
-	{
-		PGresult   *res;
-		bool		gone;
-
-		ua_rq_until(run,
-					"SELECT pg_catalog.pg_terminate_backend(active_pid)"
-					"  FROM pg_catalog.pg_replication_slots"
-					" WHERE slot_name = $1 AND active_pid IS NOT NULL",
-					1, vals, deadline);
-		ua_rq_until(run,
-					"SELECT count(pg_catalog.pg_drop_replication_slot(slot_name))"
-					"  FROM pg_catalog.pg_replication_slots"
-					" WHERE slot_name = $1 AND NOT active",
-					1, vals, deadline);
-		res = ua_remote(run,
-						"SELECT count(*) FROM pg_catalog.pg_replication_slots"
-						" WHERE slot_name = $1", 1, vals, deadline, true);
-		gone = strcmp(PQgetvalue(res, 0, 0), "0") == 0;
-		PQclear(res);
-		if (gone)
-			return;
-		if (GetCurrentTimestamp() >= deadline)
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_IN_USE),
-					 errmsg("replication slot \"%s\" on the peer stays in use", run->slot_name)));
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 20, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-	}
-}
-
-/*
- * ua_undo
- *		Run one undo action, noting its outcome in notes; never throws.
- */
-static void
-ua_undo(UaRun *run, StringInfo notes, const char *what,
-		void (*action) (UaRun *run))
-{
-	MemoryContext cxt = CurrentMemoryContext;
-
-	PG_TRY();
-	{
-		action(run);
-		appendStringInfo(notes, "%s%s", notes->len ? "; " : "", what);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata = ua_recover_from_error(cxt);
-
-		appendStringInfo(notes, "%sFAILED to %s: %s", notes->len ? "; " : "",
-						 what, edata->message);
-	}
-	PG_END_TRY();
-}
-
-static void
-ua_undo_fence(UaRun *run pg_attribute_unused())
-{
-	(void) ua_fence_release("cutover abort");
-}
-
-static void
-ua_undo_sub(UaRun *run pg_attribute_unused())
-{
-	ua_drop_local_sub();
-}
-
-static void
-ua_undo_slot(UaRun *run)
-{
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													   UA_ABORT_REMOTE_MS);
-
-	ua_drop_peer_slot(run, deadline);
-}
-
-static void
-ua_undo_pub(UaRun *run)
-{
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													   UA_ABORT_REMOTE_MS);
-
-	ua_rq_exempt(run, deadline);
-	ua_rq_until(run, "DROP PUBLICATION IF EXISTS " UA_REVERSE_NAME, 0, NULL, deadline);
-}
-
-/*
- * ua_abort
- *		Undo what this attempt did, this side first (so that it is writable
- *		again at once), then the peer.  Writes what it did to notes.
- */
-void
-ua_abort(UaRun *run, StringInfo notes)
-{
-	HOLD_CANCEL_INTERRUPTS();
-	QueryCancelPending = false;
-	UA_CUT_SET(aborting, true);
-
-	if (run->did_fence)
-		ua_undo(run, notes, "lift the fence here", ua_undo_fence);
-	if (run->did_sub)
-		ua_undo(run, notes, "drop subscription " UA_REVERSE_NAME " here", ua_undo_sub);
-	if (run->did_slot)
-		ua_undo(run, notes, psprintf("drop slot %s on the peer", run->slot_name),
-				ua_undo_slot);
-	if (run->did_pub)
-		ua_undo(run, notes, "drop publication " UA_REVERSE_NAME " on the peer",
-				ua_undo_pub);
-	if (notes->len == 0)
-		appendStringInfoString(notes, "nothing to undo");
-	appendStringInfoString(notes, "; forward replication untouched");
-
-	QueryCancelPending = false;
-	RESUME_CANCEL_INTERRUPTS();
-}
-
-/*
- * ua_cleanup
- *		After the point of no return: drop the old forward slot here once
- *		its walsender is gone (the peer dropped the subscription).
- */
-void
-ua_cleanup(UaRun *run, StringInfo notes)
-{
-	TimestampTz start = GetCurrentTimestamp();
-	TimestampTz deadline = TimestampTzPlusMilliseconds(start, UA_SLOT_DROP_MS);
-	MemoryContext cxt = CurrentMemoryContext;
-	const char *vals[1] = {run->fwd_slot};
-
-	PG_TRY();
-	{
-		for (;;)
-		{
-			char	   *pid = NULL;
-			bool		exists;
-
-			ua_cx_begin();
-			exists = ua_spi("SELECT active_pid FROM pg_catalog.pg_replication_slots"
-							" WHERE slot_name = $1", 1, vals, true) > 0;
-			if (exists)
-				pid = ua_spi_value(0, 1);
-			if (exists && pid == NULL)
-				ua_spi("SELECT pg_catalog.pg_drop_replication_slot($1)", 1, vals, false);
-			else if (exists && ua_ms_since(start) > 1000)
-			{
-				/* The walsender outlived its subscriber: end it. */
-				vals[0] = pid;
-				ua_spi("SELECT pg_catalog.pg_terminate_backend($1::int)", 1, vals, false);
-				vals[0] = run->fwd_slot;
-			}
-			ua_cx_end();
-			if (!exists || pid == NULL)
-				break;
-			if (GetCurrentTimestamp() >= deadline)
-				ereport(ERROR,
-						(errcode(ERRCODE_OBJECT_IN_USE),
-						 errmsg("replication slot \"%s\" stays in use", run->fwd_slot)));
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 10, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-		}
-		appendStringInfo(notes, "dropped the old forward slot %s here", run->fwd_slot);
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata = ua_recover_from_error(cxt);
-
-		appendStringInfo(notes, "could not drop the old forward slot %s here: %s; drop it with pg_drop_replication_slot()",
-						 run->fwd_slot, edata->message);
-	}
-	PG_END_TRY();
-}

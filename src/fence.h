@@ -1,7 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * fence.h
- *	  The write fence (fence.c): what the rest of upgrade_assist calls.
+ *	  The write fence: its state, file, raising and lifting and SQL API
+ *	  (fence.c), its enforcement hooks (fence_hooks.c) and its drain
+ *	  (fence_drain.c).  What the rest of upgrade_assist calls is at the end.
  *
  * IDENTIFICATION
  *	  src/fence.h
@@ -11,23 +13,117 @@
 #ifndef UA_FENCE_H
 #define UA_FENCE_H
 
-/* _PG_init: settings always, hooks only when preloaded. */
-extern void ua_fence_define_gucs(void);
-extern void ua_fence_install_hooks(void);
+#include "postgres.h"
 
-/* Shared memory, from upgrade_assist.c's request and startup hooks. */
-extern void ua_fence_shmem_request(void);
-extern void ua_fence_shmem_startup(void);
+#include "datatype/timestamp.h"
+#include "nodes/pg_list.h"
+#include "port/atomics.h"
+#include "storage/lwlock.h"
+#include "utils/timestamp.h"
+
+/* Longest reason accepted, in bytes. */
+#define UA_FENCE_REASON_MAX 512
+
+typedef enum UaDrainState
+{
+	UA_DRAIN_NONE = 0,
+	UA_DRAIN_RUNNING,
+	UA_DRAIN_DONE
+} UaDrainState;
 
 /*
- * A section whose writes pass the fence: the extension's own marker inserts.
- * Always pair them (PG_FINALLY); an aborted transaction resets the depth.
+ * The fence's shared state.  fenced and auto_unfence_at are atomics read
+ * without the lock by the hooks; every other field, and every change of
+ * those two, is under lock.  armed[i] is written only by the backend with
+ * proc number i (fence_hooks.c).
+ */
+typedef struct UaFenceShared
+{
+	LWLock	   *lock;
+	pg_atomic_uint32 fenced;	/* 1 while fenced: the hooks' fast path */
+	pg_atomic_uint64 auto_unfence_at;	/* TimestampTz; 0 for none */
+	/* The rest under lock. */
+	uint64		generation;		/* incremented by every fence() */
+	TimestampTz since;
+	char		reason[UA_FENCE_REASON_MAX + 1];
+	char		fenced_by[NAMEDATALEN];
+	int			fenced_by_pid;
+	UaDrainState drain_state;
+	int			drain_finished;
+	int			drain_terminated;
+	TimestampTz lifted_at;
+	char		lifted_by[NAMEDATALEN + 32];
+	int			nprocs;
+	pg_atomic_uint32 armed[FLEXIBLE_ARRAY_MEMBER];	/* pid, or 0 */
+} UaFenceShared;
+
+/* A backend the drain waited for (fence_drain.c). */
+typedef struct UaDrainee
+{
+	int			pid;
+	TransactionId xid;
+	Oid			dbid;
+	Oid			userid;
+	char		appname[NAMEDATALEN];
+	bool		busy;			/* busy at the latest look */
+	bool		terminated;		/* the drain sent it SIGTERM */
+	TimestampTz ended;			/* when its transaction (or it) was gone */
+} UaDrainee;
+
+/* fence.c: the state, within the module */
+extern UaFenceShared *ua_fence;
+extern bool ua_fence_lift(const char *by, int elevel, uint64 generation);
+
+/* fence_hooks.c: who is fenced, within the module */
+extern bool ua_fence_session_exempt(void);
+extern List *ua_fence_exempt_role_oids(void);
+extern void ua_fence_lift_at_commit(uint64 generation);
+
+/* fence_drain.c */
+extern char *ua_prepared_xacts(void);
+extern List *ua_drain(pg_atomic_uint32 *armed, int nprocs, List *exempt_roles,
+					  int64 drain_ms);
+
+/* ---------------------------------------------------------------------------
+ * For the rest of upgrade_assist
+ * ---------------------------------------------------------------------------
+ */
+
+/* _PG_init: settings always; shared memory and hooks only when preloaded. */
+extern void ua_fence_init(void);
+extern void ua_fence_shmem_request(void);
+extern void ua_fence_shmem_startup(void);
+extern void ua_fence_install_hooks(void);
+
+/*
+ * ua_fence_is_up
+ *		Is the cluster fenced now?  Lifts the fence first when its
+ *		auto_unfence_after deadline has passed.  Cheap when not fenced: one
+ *		read of shared memory.
+ */
+static inline bool
+ua_fence_is_up(void)
+{
+	uint64		auto_at;
+
+	if (ua_fence == NULL || pg_atomic_read_u32(&ua_fence->fenced) == 0)
+		return false;
+	auto_at = pg_atomic_read_u64(&ua_fence->auto_unfence_at);
+	if (auto_at != 0 && (TimestampTz) auto_at <= GetCurrentTimestamp())
+	{
+		(void) ua_fence_lift("auto_unfence_after", LOG, 0);
+		return pg_atomic_read_u32(&ua_fence->fenced) != 0;
+	}
+	return true;
+}
+
+/*
+ * A section whose writes pass the fence: the extension's own marker inserts
+ * and maintenance.  Always pair them (PG_FINALLY); an aborted transaction
+ * resets the depth.
  */
 extern void ua_fence_exempt_begin(void);
 extern void ua_fence_exempt_end(void);
-
-/* Is the cluster fenced now (lifting it first if its deadline passed)? */
-extern bool ua_fence_is_up(void);
 
 /*
  * The cutover's steps, one piece each of what fence() and unfence() do.
@@ -57,6 +153,9 @@ extern bool ua_fence_is_up(void);
  * exits.  Also lifts the read-only mode the fence forced on the current
  * transaction; the drain neither waits for nor terminates an exempt
  * session's transactions.  Never throws.
+ *
+ * ua_fence_leave_drain: the calling transaction will not write; the drain
+ * does not wait for it.
  */
 extern void ua_fence_engage(const char *reason);
 extern void ua_fence_drain(int64 drain_ms, int *finished, int *terminated);

@@ -7,7 +7,7 @@
  * database; a worker of that database (heartbeat_worker.c) then commits a
  * marker of kind 'heartbeat' at that pace and confirms each on the peer.
  *
- * Where the configuration lives: in shared memory (UaDatabaseSlot.hb) and
+ * Where the configuration lives: in shared memory (UaHeartbeat) and
  * in the file UA_HB_FILE of the data directory, rewritten durably at every
  * change and read back by the postmaster at start.  Not in a table: a table
  * of the extension would be carried by a FOR ALL TABLES publication to the
@@ -24,8 +24,8 @@
  * restart or crash the postmaster registers the launcher again when the file
  * lists an enabled heartbeat.
  *
- * Locking: every field of UaHeartbeat and UaShared->hb_launcher is read and
- * written under UaShared->lock.  The file is written with the lock held
+ * Locking: every field of UaHeartbeatShared (heartbeat.h) is read and
+ * written under its lock, of the tranche "upgrade_assist heartbeat".  The file is written with the lock held
  * exclusively, so that it always matches shared memory.
  *
  * IDENTIFICATION
@@ -53,13 +53,16 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/proc.h"
+#include "storage/shmem.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
-#include "upgrade_assist.h"
+#include "heartbeat.h"
+#include "remote.h"
+#include "util.h"
 
 /* The configuration file, relative to the data directory. */
 #define UA_HB_FILE "upgrade_assist.heartbeat"
@@ -73,54 +76,121 @@ PG_FUNCTION_INFO_V1(heartbeat_start);
 PG_FUNCTION_INFO_V1(heartbeat_stop);
 PG_FUNCTION_INFO_V1(sync_status_rows);
 
+/* Shared state; NULL unless the library was preloaded. */
+UaHeartbeatShared *ua_hb_shared = NULL;
+
+static bool ua_heartbeat_load(bool into_shmem);
+
+/*
+ * ua_heartbeat_init
+ *		The heartbeat's settings; from _PG_init.
+ */
+void
+ua_heartbeat_init(void)
+{
+	DefineCustomIntVariable("upgrade_assist.lag_threshold",
+							"Age of the oldest unconfirmed heartbeat from which sync_status says 'lagging'.",
+							NULL,
+							&ua_lag_threshold_ms,
+							5000, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("upgrade_assist.heartbeat_retention",
+							"Heartbeat markers older than this are deleted by the heartbeat worker.",
+							"Markers of other kinds are kept.",
+							&ua_heartbeat_retention_s,
+							3600, 60, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
+
+/*
+ * ua_heartbeat_shmem_request
+ *		Ask for the shared state and its lock (shmem request hook).
+ */
+void
+ua_heartbeat_shmem_request(void)
+{
+	RequestAddinShmemSpace(MAXALIGN(sizeof(UaHeartbeatShared)));
+	RequestNamedLWLockTranche("upgrade_assist heartbeat", 1);
+}
+
+/*
+ * ua_heartbeat_shmem_startup
+ *		Attach to or create the shared state, filled from the configuration
+ *		file when created; caller holds AddinShmemInitLock.
+ */
+void
+ua_heartbeat_shmem_startup(void)
+{
+	bool		found;
+
+	ua_hb_shared = ShmemInitStruct("upgrade_assist heartbeat",
+								   MAXALIGN(sizeof(UaHeartbeatShared)), &found);
+	if (!found)
+	{
+		memset(ua_hb_shared, 0, sizeof(UaHeartbeatShared));
+		ua_hb_shared->lock = &(GetNamedLWLockTranche("upgrade_assist heartbeat"))->lock;
+		(void) ua_heartbeat_load(true);
+	}
+}
+
+/*
+ * ua_hb_slot
+ *		This database's heartbeat, its slot claimed when missing.  Caller
+ *		holds the lock exclusively.  Throws 54000 when all slots are taken.
+ */
+static UaHeartbeat *
+ua_hb_slot(void)
+{
+	UaHeartbeat *free_slot = NULL;
+
+	for (int i = 0; i < UA_HB_MAX_DATABASES; i++)
+	{
+		UaHeartbeat *hb = &ua_hb_shared->dbs[i];
+
+		if (hb->dboid == MyDatabaseId)
+			return hb;
+		if (hb->dboid == InvalidOid && free_slot == NULL)
+			free_slot = hb;
+	}
+	if (free_slot == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("upgrade_assist is in use in too many databases"),
+				 errdetail("At most %d databases per cluster can have a heartbeat.",
+						   UA_HB_MAX_DATABASES)));
+	memset(free_slot, 0, sizeof(*free_slot));
+	free_slot->dboid = MyDatabaseId;
+	return free_slot;
+}
+
 /*
  * ua_hb_write_file
  *		Rewrite the configuration file from shared memory, durably.  Caller
- *		holds UaShared->lock exclusively.  Throws on I/O errors (before the
+ *		holds the lock exclusively.  Throws on I/O errors (before the
  *		rename, so that the old file stays whole).
  */
 static void
 ua_hb_write_file(void)
 {
 	StringInfoData buf;
-	int			fd;
 
 	initStringInfo(&buf);
 	appendStringInfoString(&buf, "# upgrade_assist heartbeats: dboid owner every_ms enabled peer\n");
-	for (int i = 0; i < UA_MAX_DATABASES; i++)
+	for (int i = 0; i < UA_HB_MAX_DATABASES; i++)
 	{
-		UaDatabaseSlot *slot = &ua_shared->dbs[i];
+		UaHeartbeat *slot = &ua_hb_shared->dbs[i];
 
-		if (slot->dboid == InvalidOid || !slot->hb.configured)
+		if (slot->dboid == InvalidOid || !slot->configured)
 			continue;
 		appendStringInfo(&buf, "%u %u " INT64_FORMAT " %d %s\n",
-						 slot->dboid, slot->hb.owner, slot->hb.every_ms,
-						 slot->hb.enabled ? 1 : 0, slot->hb.peer);
+						 slot->dboid, slot->owner, slot->every_ms,
+						 slot->enabled ? 1 : 0, slot->peer);
 	}
 
-	fd = OpenTransientFile(UA_HB_FILE_TMP, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
-	if (fd < 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not create file \"%s\": %m", UA_HB_FILE_TMP)));
-	errno = 0;
-	if (write(fd, buf.data, buf.len) != buf.len)
-	{
-		if (errno == 0)
-			errno = ENOSPC;
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not write file \"%s\": %m", UA_HB_FILE_TMP)));
-	}
-	if (pg_fsync(fd) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not fsync file \"%s\": %m", UA_HB_FILE_TMP)));
-	if (CloseTransientFile(fd) != 0)
-		ereport(ERROR,
-				(errcode_for_file_access(),
-				 errmsg("could not close file \"%s\": %m", UA_HB_FILE_TMP)));
-	(void) durable_rename(UA_HB_FILE_TMP, UA_HB_FILE, ERROR);
+	ua_write_file_durably(UA_HB_FILE, UA_HB_FILE_TMP, buf.data, buf.len);
 	pfree(buf.data);
 }
 
@@ -132,7 +202,7 @@ ua_hb_write_file(void)
  *		enabled.  The data directory is the working directory.  A malformed
  *		line is skipped with a warning.
  */
-bool
+static bool
 ua_heartbeat_load(bool into_shmem)
 {
 	FILE	   *f = AllocateFile(UA_HB_FILE, "r");
@@ -155,7 +225,7 @@ ua_heartbeat_load(bool into_shmem)
 		int			enabled;
 		int			consumed = 0;
 		char	   *peer;
-		UaDatabaseSlot *slot = NULL;
+		UaHeartbeat *slot = NULL;
 
 		if (line[0] == '#' || line[0] == '\n')
 			continue;
@@ -174,18 +244,18 @@ ua_heartbeat_load(bool into_shmem)
 		if (!into_shmem)
 			continue;
 
-		for (int i = 0; i < UA_MAX_DATABASES && slot == NULL; i++)
-			if (ua_shared->dbs[i].dboid == InvalidOid)
-				slot = &ua_shared->dbs[i];
+		for (int i = 0; i < UA_HB_MAX_DATABASES && slot == NULL; i++)
+			if (ua_hb_shared->dbs[i].dboid == InvalidOid)
+				slot = &ua_hb_shared->dbs[i];
 		if (slot == NULL)
 			break;
 		memset(slot, 0, sizeof(*slot));
 		slot->dboid = dboid;
-		slot->hb.configured = true;
-		slot->hb.enabled = (enabled != 0);
-		slot->hb.owner = owner;
-		slot->hb.every_ms = every;
-		strlcpy(slot->hb.peer, peer, sizeof(slot->hb.peer));
+		slot->configured = true;
+		slot->enabled = (enabled != 0);
+		slot->owner = owner;
+		slot->every_ms = every;
+		strlcpy(slot->peer, peer, sizeof(slot->peer));
 	}
 	FreeFile(f);
 	return any_enabled;
@@ -198,14 +268,10 @@ ua_heartbeat_load(bool into_shmem)
 static void
 ua_hb_fill_launcher(BackgroundWorker *bgw)
 {
-	memset(bgw, 0, sizeof(*bgw));
-	bgw->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw->bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw->bgw_restart_time = 5;
-	snprintf(bgw->bgw_library_name, BGW_MAXLEN, "upgrade_assist");
-	snprintf(bgw->bgw_function_name, BGW_MAXLEN, "ua_heartbeat_launcher_main");
-	snprintf(bgw->bgw_name, BGW_MAXLEN, "upgrade_assist heartbeat launcher");
-	snprintf(bgw->bgw_type, BGW_MAXLEN, "upgrade_assist heartbeat launcher");
+	ua_bgworker_init(bgw, "ua_heartbeat_launcher_main",
+					 "upgrade_assist heartbeat launcher", 5, (Datum) 0);
+	/* Also registered by the postmaster, which wants no notification. */
+	bgw->bgw_notify_pid = 0;
 }
 
 /*
@@ -237,9 +303,9 @@ ua_hb_wake_launcher(void)
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle;
 
-	LWLockAcquire(ua_shared->lock, LW_SHARED);
-	launcher = ua_shared->hb_launcher;
-	LWLockRelease(ua_shared->lock);
+	LWLockAcquire(ua_hb_shared->lock, LW_SHARED);
+	launcher = ua_hb_shared->launcher;
+	LWLockRelease(ua_hb_shared->lock);
 	if (launcher != NULL)
 	{
 		SetLatch(&launcher->procLatch);
@@ -248,7 +314,6 @@ ua_hb_wake_launcher(void)
 
 	/* A launcher that appears meanwhile makes this one exit at once. */
 	ua_hb_fill_launcher(&bgw);
-	bgw.bgw_restart_time = 5;
 	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
@@ -267,10 +332,10 @@ heartbeat_start(PG_FUNCTION_ARGS)
 {
 	char	   *peer = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	int64		every_ms;
-	UaDatabaseSlot *slot;
+	UaHeartbeat *slot;
 	PGPROC	   *worker;
 
-	ua_require_shared();
+	ua_require_preloaded(ua_hb_shared);
 	every_ms = ua_interval_to_ms(PG_ARGISNULL(1) ? NULL : PG_GETARG_INTERVAL_P(1),
 								 "every");
 	if (every_ms < 10 || every_ms > 3600 * 1000)
@@ -297,32 +362,32 @@ heartbeat_start(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("cannot start a heartbeat during recovery")));
 
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-	slot = ua_db_slot();
-	slot->hb.configured = true;
-	slot->hb.enabled = true;
-	slot->hb.owner = GetUserId();
-	slot->hb.every_ms = every_ms;
-	if (strcmp(slot->hb.peer, peer) != 0)
+	LWLockAcquire(ua_hb_shared->lock, LW_EXCLUSIVE);
+	slot = ua_hb_slot();
+	slot->configured = true;
+	slot->enabled = true;
+	slot->owner = GetUserId();
+	slot->every_ms = every_ms;
+	if (strcmp(slot->peer, peer) != 0)
 	{
 		/* Another peer: what was measured no longer applies. */
-		strlcpy(slot->hb.peer, peer, sizeof(slot->hb.peer));
-		slot->hb.last_written_seq = 0;
-		slot->hb.last_written_at = 0;
-		slot->hb.last_confirmed_seq = 0;
-		slot->hb.last_confirmed_at = 0;
-		slot->hb.oldest_unconfirmed_at = 0;
-		slot->hb.last_latency_us = slot->hb.p50_us = slot->hb.p99_us = 0;
-		slot->hb.samples = 0;
-		slot->hb.connected = false;
-		slot->hb.last_error[0] = '\0';
-		slot->hb.last_error_at = 0;
+		strlcpy(slot->peer, peer, sizeof(slot->peer));
+		slot->last_written_seq = 0;
+		slot->last_written_at = 0;
+		slot->last_confirmed_seq = 0;
+		slot->last_confirmed_at = 0;
+		slot->oldest_unconfirmed_at = 0;
+		slot->last_latency_us = slot->p50_us = slot->p99_us = 0;
+		slot->samples = 0;
+		slot->connected = false;
+		slot->last_error[0] = '\0';
+		slot->last_error_at = 0;
 	}
-	slot->hb.quick_failures = 0;
-	slot->hb.generation++;
-	worker = slot->hb.worker;
+	slot->quick_failures = 0;
+	slot->generation++;
+	worker = slot->worker;
 	ua_hb_write_file();
-	LWLockRelease(ua_shared->lock);
+	LWLockRelease(ua_hb_shared->lock);
 
 	if (worker != NULL)
 		SetLatch(&worker->procLatch);
@@ -338,22 +403,22 @@ heartbeat_start(PG_FUNCTION_ARGS)
 Datum
 heartbeat_stop(PG_FUNCTION_ARGS)
 {
-	UaDatabaseSlot *slot;
+	UaHeartbeat *slot;
 	PGPROC	   *worker;
 	bool		was_enabled;
 
-	ua_require_shared();
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-	slot = ua_db_slot();
-	was_enabled = slot->hb.configured && slot->hb.enabled;
-	worker = slot->hb.worker;
+	ua_require_preloaded(ua_hb_shared);
+	LWLockAcquire(ua_hb_shared->lock, LW_EXCLUSIVE);
+	slot = ua_hb_slot();
+	was_enabled = slot->configured && slot->enabled;
+	worker = slot->worker;
 	if (was_enabled)
 	{
-		slot->hb.enabled = false;
-		slot->hb.generation++;
+		slot->enabled = false;
+		slot->generation++;
 		ua_hb_write_file();
 	}
-	LWLockRelease(ua_shared->lock);
+	LWLockRelease(ua_hb_shared->lock);
 
 	if (worker != NULL)
 		SetLatch(&worker->procLatch);
@@ -368,29 +433,29 @@ heartbeat_stop(PG_FUNCTION_ARGS)
 void
 ua_hb_forget(Oid dboid)
 {
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < UA_MAX_DATABASES; i++)
+	LWLockAcquire(ua_hb_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < UA_HB_MAX_DATABASES; i++)
 	{
-		UaDatabaseSlot *slot = &ua_shared->dbs[i];
+		UaHeartbeat *slot = &ua_hb_shared->dbs[i];
 
-		if (slot->dboid == dboid && slot->hb.configured)
+		if (slot->dboid == dboid && slot->configured)
 		{
-			slot->hb.configured = false;
-			slot->hb.enabled = false;
-			slot->hb.generation++;
+			slot->configured = false;
+			slot->enabled = false;
+			slot->generation++;
 			PG_TRY();
 			{
 				ua_hb_write_file();
 			}
 			PG_CATCH();
 			{
-				LWLockRelease(ua_shared->lock);
+				LWLockRelease(ua_hb_shared->lock);
 				PG_RE_THROW();
 			}
 			PG_END_TRY();
 		}
 	}
-	LWLockRelease(ua_shared->lock);
+	LWLockRelease(ua_hb_shared->lock);
 }
 
 /*
@@ -416,24 +481,24 @@ sync_status_rows(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
 	Tuplestorestate *store;
-	UaDatabaseSlot *copy;
+	UaHeartbeat *copy;
 	int			n = 0;
 	TimestampTz now = GetCurrentTimestamp();
 
-	ua_require_shared();
+	ua_require_preloaded(ua_hb_shared);
 	store = ua_materialize_srf(fcinfo, &tupdesc);
 
 	/* Copy under the lock, build rows after. */
-	copy = palloc(sizeof(UaDatabaseSlot) * UA_MAX_DATABASES);
-	LWLockAcquire(ua_shared->lock, LW_SHARED);
-	for (int i = 0; i < UA_MAX_DATABASES; i++)
-		if (ua_shared->dbs[i].dboid != InvalidOid && ua_shared->dbs[i].hb.configured)
-			copy[n++] = ua_shared->dbs[i];
-	LWLockRelease(ua_shared->lock);
+	copy = palloc(sizeof(UaHeartbeat) * UA_HB_MAX_DATABASES);
+	LWLockAcquire(ua_hb_shared->lock, LW_SHARED);
+	for (int i = 0; i < UA_HB_MAX_DATABASES; i++)
+		if (ua_hb_shared->dbs[i].dboid != InvalidOid && ua_hb_shared->dbs[i].configured)
+			copy[n++] = ua_hb_shared->dbs[i];
+	LWLockRelease(ua_hb_shared->lock);
 
 	for (int i = 0; i < n; i++)
 	{
-		UaHeartbeat *hb = &copy[i].hb;
+		UaHeartbeat *hb = &copy[i];
 		Datum		values[16];
 		bool		nulls[16] = {false};
 		char	   *datname = get_database_name(copy[i].dboid);
@@ -515,17 +580,11 @@ ua_hb_start_worker(Oid dboid)
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle;
 
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = BGW_NEVER_RESTART;	/* the launcher restarts it */
-	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "upgrade_assist");
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "ua_heartbeat_worker_main");
+	/* BGW_NEVER_RESTART: the launcher restarts it */
+	ua_bgworker_init(&bgw, "ua_heartbeat_worker_main", "upgrade_assist heartbeat",
+					 BGW_NEVER_RESTART, ObjectIdGetDatum(dboid));
 	snprintf(bgw.bgw_name, BGW_MAXLEN,
 			 "upgrade_assist heartbeat for database %u", dboid);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "upgrade_assist heartbeat");
-	bgw.bgw_main_arg = ObjectIdGetDatum(dboid);
-	bgw.bgw_notify_pid = MyProcPid;
 	return RegisterDynamicBackgroundWorker(&bgw, &handle);
 }
 
@@ -536,10 +595,10 @@ ua_hb_start_worker(Oid dboid)
 static void
 ua_hb_launcher_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-	if (ua_shared->hb_launcher == MyProc)
-		ua_shared->hb_launcher = NULL;
-	LWLockRelease(ua_shared->lock);
+	LWLockAcquire(ua_hb_shared->lock, LW_EXCLUSIVE);
+	if (ua_hb_shared->launcher == MyProc)
+		ua_hb_shared->launcher = NULL;
+	LWLockRelease(ua_hb_shared->lock);
 }
 
 /*
@@ -555,19 +614,19 @@ ua_heartbeat_launcher_main(Datum main_arg pg_attribute_unused())
 	/* No database: the launcher reads only shared catalogs. */
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-	if (ua_shared->hb_launcher != NULL)
+	LWLockAcquire(ua_hb_shared->lock, LW_EXCLUSIVE);
+	if (ua_hb_shared->launcher != NULL)
 	{
-		LWLockRelease(ua_shared->lock);
+		LWLockRelease(ua_hb_shared->lock);
 		proc_exit(0);
 	}
-	ua_shared->hb_launcher = MyProc;
-	LWLockRelease(ua_shared->lock);
+	ua_hb_shared->launcher = MyProc;
+	LWLockRelease(ua_hb_shared->lock);
 	before_shmem_exit(ua_hb_launcher_detach, (Datum) 0);
 
 	for (;;)
 	{
-		Oid			need[UA_MAX_DATABASES];
+		Oid			need[UA_HB_MAX_DATABASES];
 		int			nneed = 0;
 		bool		any = false;
 		TimestampTz now = GetCurrentTimestamp();
@@ -584,13 +643,13 @@ ua_heartbeat_launcher_main(Datum main_arg pg_attribute_unused())
 		 * than 10 s ago that has not shown up yet is still starting; one that
 		 * keeps failing is retried after 1, 2, 4 ... up to 60 s.
 		 */
-		LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-		for (int i = 0; i < UA_MAX_DATABASES; i++)
+		LWLockAcquire(ua_hb_shared->lock, LW_EXCLUSIVE);
+		for (int i = 0; i < UA_HB_MAX_DATABASES; i++)
 		{
-			UaHeartbeat *hb = &ua_shared->dbs[i].hb;
+			UaHeartbeat *hb = &ua_hb_shared->dbs[i];
 			int64		backoff_ms;
 
-			if (ua_shared->dbs[i].dboid == InvalidOid || !hb->configured ||
+			if (ua_hb_shared->dbs[i].dboid == InvalidOid || !hb->configured ||
 				!hb->enabled)
 				continue;
 			any = true;
@@ -603,16 +662,16 @@ ua_heartbeat_launcher_main(Datum main_arg pg_attribute_unused())
 											Max(backoff_ms, 1000)))
 				continue;
 			hb->start_requested_at = now;
-			need[nneed++] = ua_shared->dbs[i].dboid;
+			need[nneed++] = ua_hb_shared->dbs[i].dboid;
 		}
 		if (!any)
 		{
 			/* Nothing to run: leave (exit code 0, so not restarted). */
-			ua_shared->hb_launcher = NULL;
-			LWLockRelease(ua_shared->lock);
+			ua_hb_shared->launcher = NULL;
+			LWLockRelease(ua_hb_shared->lock);
 			proc_exit(0);
 		}
-		LWLockRelease(ua_shared->lock);
+		LWLockRelease(ua_hb_shared->lock);
 
 		for (int i = 0; i < nneed; i++)
 		{
@@ -631,8 +690,6 @@ ua_heartbeat_launcher_main(Datum main_arg pg_attribute_unused())
 						 errhint("Increase max_worker_processes.")));
 		}
 
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		(void) ua_wait(WL_LATCH_SET | WL_TIMEOUT, 1000L, UA_WE_HEARTBEAT);
 	}
 }

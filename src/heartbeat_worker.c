@@ -48,7 +48,10 @@
 #include "utils/timestamp.h"
 
 #include "compat.h"
-#include "upgrade_assist.h"
+#include "heartbeat.h"
+#include "marker.h"
+#include "remote.h"
+#include "util.h"
 
 /* Unconfirmed markers kept; older ones are confirmed by a newer one anyway. */
 #define UA_HB_MAX_PENDING 4096
@@ -76,7 +79,7 @@ typedef struct UaHbPending
 } UaHbPending;
 
 /* Worker state (one worker per process). */
-static UaDatabaseSlot *hb_slot;
+static UaHeartbeat *hb_slot;
 static char hb_peer[NAMEDATALEN];
 static int64 hb_every_ms;
 static uint32 hb_generation;
@@ -112,20 +115,20 @@ ua_hb_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 	if (hb_conn)
 		PQfinish(hb_conn);
 	hb_conn = NULL;
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-	if (hb_slot->hb.worker == MyProc)
+	LWLockAcquire(ua_hb_shared->lock, LW_EXCLUSIVE);
+	if (hb_slot->worker == MyProc)
 	{
-		hb_slot->hb.worker = NULL;
-		hb_slot->hb.worker_pid = 0;
-		hb_slot->hb.connected = false;
-		hb_slot->hb.start_requested_at = 0;
+		hb_slot->worker = NULL;
+		hb_slot->worker_pid = 0;
+		hb_slot->connected = false;
+		hb_slot->start_requested_at = 0;
 		if (hb_wrote_a_beat)
-			hb_slot->hb.quick_failures = 0;
+			hb_slot->quick_failures = 0;
 		else
-			hb_slot->hb.quick_failures++;
+			hb_slot->quick_failures++;
 	}
-	launcher = ua_shared->hb_launcher;
-	LWLockRelease(ua_shared->lock);
+	launcher = ua_hb_shared->launcher;
+	LWLockRelease(ua_hb_shared->lock);
 	if (launcher)
 		SetLatch(&launcher->procLatch);
 }
@@ -138,11 +141,11 @@ ua_hb_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 static void
 ua_hb_set_error(const char *msg)
 {
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-	strlcpy(hb_slot->hb.last_error, msg, sizeof(hb_slot->hb.last_error));
-	hb_slot->hb.last_error_at = GetCurrentTimestamp();
-	hb_slot->hb.connected = false;
-	LWLockRelease(ua_shared->lock);
+	LWLockAcquire(ua_hb_shared->lock, LW_EXCLUSIVE);
+	strlcpy(hb_slot->last_error, msg, sizeof(hb_slot->last_error));
+	hb_slot->last_error_at = GetCurrentTimestamp();
+	hb_slot->connected = false;
+	LWLockRelease(ua_hb_shared->lock);
 }
 
 /*
@@ -236,46 +239,23 @@ ua_hb_connect_done(void)
 	hb_phase = UA_HB_IDLE;
 	hb_backoff_ms = UA_HB_BACKOFF_MIN_MS;
 	hb_next_look = 0;
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-	hb_slot->hb.connected = true;
-	LWLockRelease(ua_shared->lock);
+	LWLockAcquire(ua_hb_shared->lock, LW_EXCLUSIVE);
+	hb_slot->connected = true;
+	LWLockRelease(ua_hb_shared->lock);
 }
 
 /*
  * ua_hb_xact_begin
  *		Start a transaction of the worker's own work, with a snapshot.
  *		Returns false when the extension is no longer installed (nothing to
- *		do); otherwise SPI is connected and the activity reported.  Either
- *		way the caller ends with ua_hb_xact_end(returned value, ...).
+ *		do).  Either way SPI is connected and the caller ends with
+ *		ua_xact_end.
  */
 static bool
 ua_hb_xact_begin(const char *activity)
 {
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (!OidIsValid(get_extension_oid("upgrade_assist", true)))
-		return false;
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	pgstat_report_activity(STATE_RUNNING, activity);
-	return true;
-}
-
-/*
- * ua_hb_xact_end
- *		Commit what ua_hb_xact_begin started and return to the loop's memory
- *		context cxt (commit leaves TopMemoryContext current).
- */
-static void
-ua_hb_xact_end(bool spi_connected, MemoryContext cxt)
-{
-	if (spi_connected)
-		SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(cxt);
-	pgstat_report_activity(STATE_IDLE, NULL);
+	ua_xact_begin(activity);
+	return OidIsValid(get_extension_oid("upgrade_assist", true));
 }
 
 /*
@@ -300,7 +280,7 @@ ua_hb_beat(void)
 			ua_insert_marker("heartbeat", NULL, 0, &m);
 			written = true;
 		}
-		ua_hb_xact_end(installed, cxt);
+		ua_xact_end(cxt);
 	}
 	PG_CATCH();
 	{
@@ -309,10 +289,10 @@ ua_hb_beat(void)
 		ereport(LOG,
 				(errmsg("upgrade_assist heartbeat could not write a marker: %s",
 						edata->message)));
-		LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-		strlcpy(hb_slot->hb.last_error, edata->message, sizeof(hb_slot->hb.last_error));
-		hb_slot->hb.last_error_at = GetCurrentTimestamp();
-		LWLockRelease(ua_shared->lock);
+		LWLockAcquire(ua_hb_shared->lock, LW_EXCLUSIVE);
+		strlcpy(hb_slot->last_error, edata->message, sizeof(hb_slot->last_error));
+		hb_slot->last_error_at = GetCurrentTimestamp();
+		LWLockRelease(ua_hb_shared->lock);
 	}
 	PG_END_TRY();
 
@@ -334,11 +314,11 @@ ua_hb_beat(void)
 		hb_next_look = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1);
 	hb_pending_count++;
 
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-	hb_slot->hb.last_written_seq = m.seq;
-	hb_slot->hb.last_written_at = m.written_at;
-	hb_slot->hb.oldest_unconfirmed_at = hb_pending[hb_pending_head].written_at;
-	LWLockRelease(ua_shared->lock);
+	LWLockAcquire(ua_hb_shared->lock, LW_EXCLUSIVE);
+	hb_slot->last_written_seq = m.seq;
+	hb_slot->last_written_at = m.written_at;
+	hb_slot->oldest_unconfirmed_at = hb_pending[hb_pending_head].written_at;
+	LWLockRelease(ua_hb_shared->lock);
 	return true;
 }
 
@@ -371,7 +351,7 @@ ua_hb_prune(void)
 									  2, types, values, NULL, false, 0) != SPI_OK_DELETE)
 				elog(ERROR, "pruning heartbeat markers failed");
 		}
-		ua_hb_xact_end(installed, cxt);
+		ua_xact_end(cxt);
 	}
 	PG_CATCH();
 	{
@@ -466,19 +446,19 @@ ua_hb_confirm(int64 newest, TimestampTz seen_at)
 		qsort(sorted, hb_nlatencies, sizeof(int64), ua_hb_cmp_int64);
 	}
 
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-	hb_slot->hb.connected = true;
-	hb_slot->hb.oldest_unconfirmed_at = oldest;
+	LWLockAcquire(ua_hb_shared->lock, LW_EXCLUSIVE);
+	hb_slot->connected = true;
+	hb_slot->oldest_unconfirmed_at = oldest;
 	if (last_latency >= 0)
 	{
-		hb_slot->hb.last_confirmed_seq = newest;
-		hb_slot->hb.last_confirmed_at = seen_at;
-		hb_slot->hb.last_latency_us = last_latency;
-		hb_slot->hb.p50_us = ua_hb_percentile(sorted, hb_nlatencies, 50);
-		hb_slot->hb.p99_us = ua_hb_percentile(sorted, hb_nlatencies, 99);
-		hb_slot->hb.samples = hb_nlatencies;
+		hb_slot->last_confirmed_seq = newest;
+		hb_slot->last_confirmed_at = seen_at;
+		hb_slot->last_latency_us = last_latency;
+		hb_slot->p50_us = ua_hb_percentile(sorted, hb_nlatencies, 50);
+		hb_slot->p99_us = ua_hb_percentile(sorted, hb_nlatencies, 99);
+		hb_slot->samples = hb_nlatencies;
 	}
-	LWLockRelease(ua_shared->lock);
+	LWLockRelease(ua_hb_shared->lock);
 }
 
 /*
@@ -522,7 +502,7 @@ ua_hb_read_look(void)
 		int64		age_ms = (seen_at - hb_pending[hb_pending_head].written_at) / 1000;
 
 		hb_next_look = TimestampTzPlusMilliseconds(seen_at,
-												   Max(1, Min(age_ms / 20, 50)));
+												   Max(1, ua_poll_backoff_ms(age_ms)));
 	}
 }
 
@@ -537,21 +517,21 @@ ua_hb_read_config(void)
 	bool		run;
 	bool		peer_changed = false;
 
-	LWLockAcquire(ua_shared->lock, LW_SHARED);
-	run = hb_slot->hb.configured && hb_slot->hb.enabled;
-	if (run && (!hb_configured || hb_slot->hb.generation != hb_generation))
+	LWLockAcquire(ua_hb_shared->lock, LW_SHARED);
+	run = hb_slot->configured && hb_slot->enabled;
+	if (run && (!hb_configured || hb_slot->generation != hb_generation))
 	{
 		hb_configured = true;
-		hb_generation = hb_slot->hb.generation;
+		hb_generation = hb_slot->generation;
 		/* heartbeat_start allows no less than 10 ms; never spin. */
-		hb_every_ms = Max(hb_slot->hb.every_ms, 10);
-		if (strcmp(hb_peer, hb_slot->hb.peer) != 0)
+		hb_every_ms = Max(hb_slot->every_ms, 10);
+		if (strcmp(hb_peer, hb_slot->peer) != 0)
 		{
-			strlcpy(hb_peer, hb_slot->hb.peer, sizeof(hb_peer));
+			strlcpy(hb_peer, hb_slot->peer, sizeof(hb_peer));
 			peer_changed = true;
 		}
 	}
-	LWLockRelease(ua_shared->lock);
+	LWLockRelease(ua_hb_shared->lock);
 
 	if (peer_changed)
 	{
@@ -600,21 +580,21 @@ ua_heartbeat_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 
 	/* Claim the database's heartbeat; a duplicate or a stopped one leaves. */
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+	LWLockAcquire(ua_hb_shared->lock, LW_EXCLUSIVE);
 	hb_slot = NULL;
-	for (int i = 0; i < UA_MAX_DATABASES; i++)
-		if (ua_shared->dbs[i].dboid == dboid)
-			hb_slot = &ua_shared->dbs[i];
-	if (hb_slot == NULL || !hb_slot->hb.configured || !hb_slot->hb.enabled ||
-		hb_slot->hb.worker != NULL)
+	for (int i = 0; i < UA_HB_MAX_DATABASES; i++)
+		if (ua_hb_shared->dbs[i].dboid == dboid)
+			hb_slot = &ua_hb_shared->dbs[i];
+	if (hb_slot == NULL || !hb_slot->configured || !hb_slot->enabled ||
+		hb_slot->worker != NULL)
 	{
-		LWLockRelease(ua_shared->lock);
+		LWLockRelease(ua_hb_shared->lock);
 		proc_exit(0);
 	}
-	hb_slot->hb.worker = MyProc;
-	hb_slot->hb.worker_pid = MyProcPid;
-	owner = hb_slot->hb.owner;
-	LWLockRelease(ua_shared->lock);
+	hb_slot->worker = MyProc;
+	hb_slot->worker_pid = MyProcPid;
+	owner = hb_slot->owner;
+	LWLockRelease(ua_hb_shared->lock);
 	before_shmem_exit(ua_hb_detach, (Datum) 0);
 
 	/* Runs as the role that started the heartbeat: its user mapping, its rights. */
@@ -694,9 +674,9 @@ ua_heartbeat_worker_main(Datum main_arg)
 		timeout_ms = ua_ms_until(wake);
 		if (events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))
 			rc = WaitLatchOrSocket(MyLatch, events, PQsocket(hb_conn),
-								   timeout_ms, PG_WAIT_EXTENSION);
+								   timeout_ms, ua_wait_event(UA_WE_HEARTBEAT));
 		else
-			rc = WaitLatch(MyLatch, events, timeout_ms, PG_WAIT_EXTENSION);
+			rc = WaitLatch(MyLatch, events, timeout_ms, ua_wait_event(UA_WE_HEARTBEAT));
 		if (rc & WL_LATCH_SET)
 			ResetLatch(MyLatch);
 

@@ -12,11 +12,15 @@
  *
  * Marker numbers (seq) grow per origin without a sequence object, because
  * sequences do not replicate.  The next number of each database lives in
- * shared memory (UaDatabaseSlot.next_seq, under UaShared->lock); the first
+ * shared memory (UaMarkerDb.next_seq, under UaMarkerShared->lock); the first
  * allocation after a server start reads the highest seq of this origin from
  * the table's primary key, counting uncommitted and dead rows too, so that a
  * number can never be handed out twice.  Numbers of aborted transactions are
  * simply skipped.
+ *
+ * Shared state: UaMarkerShared (marker.h), created here, under one LWLock
+ * of the tranche "upgrade_assist marker": the per-database counters and
+ * writers and the marker writer's requests (marker_writer.c).
  *
  * IDENTIFICATION
  *	  src/marker.c
@@ -39,6 +43,7 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/latch.h"
+#include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
@@ -50,7 +55,9 @@
 
 #include "compat.h"
 #include "fence.h"
-#include "upgrade_assist.h"
+#include "marker.h"
+#include "remote.h"
+#include "util.h"
 
 /* How long one look at the peer may outlast the caller's deadline. */
 #define UA_LOOK_GRACE_MS 1000
@@ -58,10 +65,71 @@
 /* Saved plan of the marker INSERT, per backend. */
 static SPIPlanPtr ua_insert_plan = NULL;
 
+/* Shared state; NULL unless the library was preloaded. */
+UaMarkerShared *ua_marker_shared = NULL;
+
 PG_FUNCTION_INFO_V1(emit_marker);
 PG_FUNCTION_INFO_V1(wait_for_marker);
 PG_FUNCTION_INFO_V1(round_trip);
 PG_FUNCTION_INFO_V1(marker_skip_own);
+
+/*
+ * ua_marker_shmem_size
+ *		Bytes of shared memory needed.  Valid once MaxBackends is known.
+ */
+static Size
+ua_marker_shmem_size(void)
+{
+	return add_size(offsetof(UaMarkerShared, requests),
+					mul_size(UA_MAX_BACKENDS(), sizeof(UaWriteRequest)));
+}
+
+/*
+ * ua_marker_shmem_request
+ *		Ask for the shared state and its lock (shmem request hook).
+ */
+void
+ua_marker_shmem_request(void)
+{
+	RequestAddinShmemSpace(ua_marker_shmem_size());
+	RequestNamedLWLockTranche("upgrade_assist marker", 1);
+}
+
+/*
+ * ua_marker_shmem_startup
+ *		Attach to or create the shared state; caller holds
+ *		AddinShmemInitLock.
+ */
+void
+ua_marker_shmem_startup(void)
+{
+	bool		found;
+
+	ua_marker_shared = ShmemInitStruct("upgrade_assist marker",
+									   ua_marker_shmem_size(), &found);
+	if (!found)
+	{
+		memset(ua_marker_shared, 0, ua_marker_shmem_size());
+		ua_marker_shared->lock = &(GetNamedLWLockTranche("upgrade_assist marker"))->lock;
+		ua_marker_shared->nrequests = UA_MAX_BACKENDS();
+	}
+}
+
+/*
+ * ua_marker_init
+ *		The markers' settings; from _PG_init.
+ */
+void
+ua_marker_init(void)
+{
+	DefineCustomIntVariable("upgrade_assist.marker_writer_idle_timeout",
+							"Seconds a marker writer without work waits before it exits.",
+							"The marker writer commits round_trip's markers; the first call after it exited starts it again.",
+							&ua_writer_idle_timeout,
+							300, 1, 86400,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
 
 /*
  * ua_origin
@@ -135,20 +203,21 @@ ua_marker_max_seq(void)
 }
 
 /*
- * ua_db_slot_for
- *		The shared slot of a database, claimed when missing.  Caller holds
- *		UaShared->lock exclusively.  Throws 54000 when all slots are taken.
+ * ua_marker_db
+ *		This database's shared slot, claimed when missing.  Caller holds
+ *		UaMarkerShared->lock exclusively.  Throws 54000 when all slots are
+ *		taken.
  */
-UaDatabaseSlot *
-ua_db_slot_for(Oid dboid)
+UaMarkerDb *
+ua_marker_db(void)
 {
-	UaDatabaseSlot *free_slot = NULL;
+	UaMarkerDb *free_slot = NULL;
 
-	for (int i = 0; i < UA_MAX_DATABASES; i++)
+	for (int i = 0; i < UA_MARKER_MAX_DATABASES; i++)
 	{
-		UaDatabaseSlot *slot = &ua_shared->dbs[i];
+		UaMarkerDb *slot = &ua_marker_shared->dbs[i];
 
-		if (slot->dboid == dboid)
+		if (slot->dboid == MyDatabaseId)
 			return slot;
 		if (slot->dboid == InvalidOid && free_slot == NULL)
 			free_slot = slot;
@@ -158,20 +227,10 @@ ua_db_slot_for(Oid dboid)
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("upgrade_assist is in use in too many databases"),
 				 errdetail("At most %d databases per cluster can write markers.",
-						   UA_MAX_DATABASES)));
+						   UA_MARKER_MAX_DATABASES)));
 	memset(free_slot, 0, sizeof(*free_slot));
-	free_slot->dboid = dboid;
+	free_slot->dboid = MyDatabaseId;
 	return free_slot;
-}
-
-/*
- * ua_db_slot
- *		This database's shared slot; see ua_db_slot_for.
- */
-UaDatabaseSlot *
-ua_db_slot(void)
-{
-	return ua_db_slot_for(MyDatabaseId);
 }
 
 /*
@@ -183,23 +242,23 @@ ua_db_slot(void)
 int64
 ua_next_marker_seq(void)
 {
-	UaDatabaseSlot *slot;
+	UaMarkerDb *slot;
 	Oid			relid = ua_marker_relid();
 	int64		seq;
 	int64		maxseq;
 
-	ua_require_shared();
+	ua_require_preloaded(ua_marker_shared);
 
 	/* The common case: one trip through the lock. */
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-	slot = ua_db_slot();
+	LWLockAcquire(ua_marker_shared->lock, LW_EXCLUSIVE);
+	slot = ua_marker_db();
 	if (slot->seq_known && slot->marker_relid == relid)
 	{
 		seq = slot->next_seq++;
-		LWLockRelease(ua_shared->lock);
+		LWLockRelease(ua_marker_shared->lock);
 		return seq;
 	}
-	LWLockRelease(ua_shared->lock);
+	LWLockRelease(ua_marker_shared->lock);
 
 	/*
 	 * First use since the server started, or the table was recreated (DROP
@@ -208,14 +267,14 @@ ua_next_marker_seq(void)
 	 */
 	maxseq = ua_marker_max_seq();
 
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-	slot = ua_db_slot();
+	LWLockAcquire(ua_marker_shared->lock, LW_EXCLUSIVE);
+	slot = ua_marker_db();
 	if (!slot->seq_known || slot->next_seq <= maxseq)
 		slot->next_seq = maxseq + 1;
 	slot->seq_known = true;
 	slot->marker_relid = relid;
 	seq = slot->next_seq++;
-	LWLockRelease(ua_shared->lock);
+	LWLockRelease(ua_marker_shared->lock);
 	return seq;
 }
 
@@ -321,7 +380,7 @@ emit_marker(PG_FUNCTION_ARGS)
 	bool		nulls[6] = {false};
 	UaMarker	m;
 
-	ua_require_shared();
+	ua_require_preloaded(ua_marker_shared);
 	ua_check_kind(kind);
 	if (RecoveryInProgress())
 		ereport(ERROR,
@@ -347,25 +406,6 @@ emit_marker(PG_FUNCTION_ARGS)
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc),
 													  values, nulls)));
-}
-
-/*
- * ua_poll_delay_ms
- *		How long to sleep between two looks at the peer, given how long the
- *		wait has lasted.  Back to back at first, where replication usually
- *		delivers (each look is itself a network round trip), then about 5 %
- *		of the time waited, so that the measured latency stays within 5 % of
- *		the real one and a long wait costs the peer little.
- */
-static long
-ua_poll_delay_ms(int64 elapsed_us)
-{
-	long		ms;
-
-	if (elapsed_us < 10000)
-		return 0;
-	ms = (long) (elapsed_us / 20000);
-	return Max(1, Min(ms, 50));
 }
 
 /*
@@ -423,19 +463,13 @@ ua_marker_wait(const char *peer, int64 seq, TimestampTz start,
 		if (now >= deadline)
 			return -1;
 
-		delay = ua_poll_delay_ms(now - start);
+		delay = ua_poll_backoff_ms((now - start) / 1000);
 		if (delay > ua_ms_until(deadline))
 			delay = ua_ms_until(deadline);
 		if (delay > 0)
-		{
-			int			rc = WaitLatch(MyLatch,
-									   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-									   delay, PG_WAIT_EXTENSION);
-
-			if (rc & WL_LATCH_SET)
-				ResetLatch(MyLatch);
-		}
-		CHECK_FOR_INTERRUPTS();
+			(void) ua_wait(WL_LATCH_SET | WL_TIMEOUT, delay, UA_WE_MARKER);
+		else
+			CHECK_FOR_INTERRUPTS();
 	}
 }
 
@@ -569,7 +603,7 @@ round_trip(PG_FUNCTION_ARGS)
 	UaMarker	m;
 	Interval   *latency = (Interval *) palloc0(sizeof(Interval));
 
-	ua_require_shared();
+	ua_require_preloaded(ua_marker_shared);
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 	if (RecoveryInProgress())

@@ -43,7 +43,8 @@
 #include "utils/timestamp.h"
 
 #include "compat.h"
-#include "upgrade_assist.h"
+#include "remote.h"
+#include "util.h"
 
 /* libpq keywords a foreign server may set. */
 static const char *const ua_server_options[] = {
@@ -88,7 +89,26 @@ typedef struct UaPeer
 	UserMapping *mapping;
 } UaPeer;
 
+/* GUC variable */
+int			ua_connect_timeout = 10;
+
 PG_FUNCTION_INFO_V1(upgrade_assist_fdw_validator);
+
+/*
+ * ua_remote_init
+ *		The peers' settings; from _PG_init.
+ */
+void
+ua_remote_init(void)
+{
+	DefineCustomIntVariable("upgrade_assist.connect_timeout",
+							"Seconds to wait for a connection to a peer.",
+							"A foreign server's own connect_timeout option takes precedence.",
+							&ua_connect_timeout,
+							10, 1, 3600,
+							PGC_USERSET, GUC_UNIT_S,
+							NULL, NULL, NULL);
+}
 
 /*
  * ua_option_known
@@ -298,7 +318,7 @@ ua_wait_socket(pgsocket sock, int io, TimestampTz deadline)
 			timeout = 60000;
 		rc = WaitLatchOrSocket(MyLatch,
 							   WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH | io,
-							   sock, timeout, PG_WAIT_EXTENSION);
+							   sock, timeout, ua_wait_event(UA_WE_PEER));
 		if (rc & WL_LATCH_SET)
 			ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
@@ -316,8 +336,11 @@ static PGconn *
 ua_connect_start(const UaPeer *peer, TimestampTz deadline,
 				 TimestampTz *connect_deadline)
 {
-	const char *keywords[40];
-	const char *values[40];
+	/* Every option of the server and the mapping, and our own five. */
+	int			max = list_length(peer->server->options) +
+		list_length(peer->mapping->options) + 6;
+	const char **keywords = palloc(sizeof(char *) * max);
+	const char **values = palloc(sizeof(char *) * max);
 	int			n = 0;
 	int			connect_timeout = ua_connect_timeout;
 	bool		has_appname = false;
@@ -328,8 +351,6 @@ ua_connect_start(const UaPeer *peer, TimestampTz deadline,
 	{
 		DefElem    *def = (DefElem *) lfirst(lc);
 
-		if (n >= (int) lengthof(keywords) - 8)
-			break;
 		if (strcmp(def->defname, "connect_timeout") == 0)
 			connect_timeout = atoi(defGetString(def));
 		if (strcmp(def->defname, "application_name") == 0)
@@ -341,8 +362,6 @@ ua_connect_start(const UaPeer *peer, TimestampTz deadline,
 	{
 		DefElem    *def = (DefElem *) lfirst(lc);
 
-		if (n >= (int) lengthof(keywords) - 8)
-			break;
 		keywords[n] = def->defname;
 		values[n++] = defGetString(def);
 	}
@@ -368,6 +387,8 @@ ua_connect_start(const UaPeer *peer, TimestampTz deadline,
 		*connect_deadline = deadline;
 
 	conn = PQconnectStartParams(keywords, values, false);
+	pfree(keywords);
+	pfree(values);
 	if (conn == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),

@@ -68,7 +68,8 @@
 #include "utils/tuplestore.h"
 
 #include "compat.h"
-#include "upgrade_assist.h"
+#include "remote.h"
+#include "util.h"
 
 /* Number of output columns of sequence_plan and sync_sequences. */
 #define UA_SEQ_COLS 10
@@ -244,31 +245,6 @@ ua_int8_from_text(const char *s)
 }
 
 /*
- * ua_spi_int8
- *		Column col (1-based) of SPI row row as int64; *isnull says NULL.
- */
-static int64
-ua_spi_int8(int row, int col, bool *isnull)
-{
-	Datum		d = SPI_getbinval(SPI_tuptable->vals[row], SPI_tuptable->tupdesc,
-								  col, isnull);
-
-	return *isnull ? 0 : DatumGetInt64(d);
-}
-
-/*
- * ua_spi_text
- *		Column col of SPI row row as a string in memory context cxt.
- */
-static char *
-ua_spi_text(int row, int col, MemoryContext cxt)
-{
-	char	   *s = SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
-
-	return s ? MemoryContextStrdup(cxt, s) : NULL;
-}
-
-/*
  * ua_seq_name
  *		Hash key of a sequence by schema and name.
  */
@@ -317,12 +293,12 @@ ua_list_sequences(MemoryContext cxt, int *count, HTAB **byname)
 
 		s->oid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
 												SPI_tuptable->tupdesc, 1, &isnull));
-		s->nspname = ua_spi_text(i, 2, cxt);
-		s->relname = ua_spi_text(i, 3, cxt);
-		s->display = ua_spi_text(i, 4, cxt);
-		s->increment = ua_spi_int8(i, 5, &isnull);
-		s->minvalue = ua_spi_int8(i, 6, &isnull);
-		s->maxvalue = ua_spi_int8(i, 7, &isnull);
+		s->nspname = ua_spi_getvalue(i, 2, cxt);
+		s->relname = ua_spi_getvalue(i, 3, cxt);
+		s->display = ua_spi_getvalue(i, 4, cxt);
+		s->increment = ua_spi_getint8(i, 5, &isnull);
+		s->minvalue = ua_spi_getint8(i, 6, &isnull);
+		s->maxvalue = ua_spi_getint8(i, 7, &isnull);
 		s->cycle = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i],
 											  SPI_tuptable->tupdesc, 8, &isnull));
 		s->type_min = PG_INT64_MIN;
@@ -372,7 +348,7 @@ ua_read_uncalled(const char *peer, char **names, int n,
 				int			i = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r],
 															SPI_tuptable->tupdesc, 1, &isnull));
 
-				values[i] = ua_spi_int8(r, 2, &isnull);
+				values[i] = ua_spi_getint8(r, 2, &isnull);
 				called[i] = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r],
 													   SPI_tuptable->tupdesc, 3, &isnull));
 			}
@@ -446,7 +422,7 @@ ua_read_local(UaSeq *seqs, int n, bool lock)
 	{
 		bool		isnull;
 
-		seqs[i].cur_value = ua_spi_int8(i, 1, &isnull);
+		seqs[i].cur_value = ua_spi_getint8(i, 1, &isnull);
 		seqs[i].cur_called = !isnull;
 		if (isnull)
 		{
@@ -743,7 +719,7 @@ ua_read_extremes(List *uses, UaSeq *seqs)
 			UaUse	   *u = list_nth(uses, k);
 			UaSeq	   *s = &seqs[u->seq];
 			bool		isnull;
-			int64		v = ua_spi_int8(0, k - first + 1, &isnull);
+			int64		v = ua_spi_getint8(0, k - first + 1, &isnull);
 
 			if (isnull)
 				continue;

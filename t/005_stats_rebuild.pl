@@ -210,7 +210,7 @@ for my $target (@targets)
 			't', "$name: cancel");
 		ok( $new->poll_query_until(
 				'postgres',
-				"SELECT count(*) = 0 FROM upgrade_assist.stats_workers()"),
+				"SELECT count(*) = 0 FROM upgrade_assist.stats_progress_rows()"),
 			"$name: workers gone after cancel");
 		cmp_ok(time - $t0, '<', 10, "$name: workers stopped within seconds");
 		is($new->safe_psql('postgres',

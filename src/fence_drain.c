@@ -1,13 +1,13 @@
 /*-------------------------------------------------------------------------
  *
- * drain.c
+ * fence_drain.c
  *	  The fence's drain: after the write fence went up (fence.c), wait until
  *	  no transaction that could already write is left, terminating those that
  *	  do not end within the drain timeout.
  *
  * Which transactions.  fence.c keeps one slot per proc number (armed[]) in
  * which a backend publishes its pid while its transaction may write without
- * having seen the fence; see fence.c for the barriers that make the fence
+ * having seen the fence; see fence_hooks.c for the barriers that make the fence
  * and armed[] agree.  An armed backend is busy when it holds an xid, or runs
  * a statement (it may be about to write): the drain waits for busy backends
  * only.  Backends whose session user is an exempt role are skipped; the
@@ -25,7 +25,7 @@
  * the proc array and backend status through PostgreSQL's own interfaces.
  *
  * IDENTIFICATION
- *	  src/drain.c
+ *	  src/fence_drain.c
  *
  *-------------------------------------------------------------------------
  */
@@ -50,8 +50,8 @@
 #endif
 
 #include "compat.h"
-#include "drain.h"
-#include "upgrade_assist.h"
+#include "fence.h"
+#include "util.h"
 
 /* How often the drain looks again at backends it cannot wait for on a lock. */
 #define UA_DRAIN_POLL_MS 10
@@ -165,7 +165,6 @@ ua_drain_scan(pg_atomic_uint32 *armed, int nprocs, List **list, List *exempt)
 		{
 			d = palloc0(sizeof(UaDrainee));
 			d->pid = pid;
-			d->procno = procno;
 			if (be)
 			{
 				d->dbid = be->st_databaseid;
@@ -262,15 +261,14 @@ ua_drain(pg_atomic_uint32 *armed, int nprocs, List *exempt_roles, int64 drain_ms
 			break;
 
 		if (wait_on)
-			ua_wait_for_xid(wait_on->xid, ua_ms_until(deadline));
-		else
 		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 Min(UA_DRAIN_POLL_MS, ua_ms_until(deadline)),
-							 PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
+			ua_wait_for_xid(wait_on->xid, ua_ms_until(deadline));
+			CHECK_FOR_INTERRUPTS();
 		}
-		CHECK_FOR_INTERRUPTS();
+		else
+			(void) ua_wait(WL_LATCH_SET | WL_TIMEOUT,
+						   Min(UA_DRAIN_POLL_MS, ua_ms_until(deadline)),
+						   UA_WE_FENCE_DRAIN);
 	}
 
 	/* Out of time: terminate, as pg_terminate_backend does. */
@@ -310,10 +308,8 @@ ua_drain(pg_atomic_uint32 *armed, int nprocs, List *exempt_roles, int64 drain_ms
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("backend %d did not exit within %d s after it was terminated by the fence's drain",
 							left->pid, UA_TERMINATE_WAIT_MS / 1000)));
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 UA_DRAIN_POLL_MS, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+		(void) ua_wait(WL_LATCH_SET | WL_TIMEOUT, UA_DRAIN_POLL_MS,
+					   UA_WE_FENCE_DRAIN);
 	}
 	return list;
 }

@@ -1,11 +1,11 @@
 /*-------------------------------------------------------------------------
  *
- * writer.c
+ * marker_writer.c
  *	  The marker writer: a background worker per database that commits
  *	  markers on behalf of backends that must not commit their own
  *	  transaction (round_trip works inside any transaction block).
  *
- * A backend puts a request in its own slot of UaShared->requests (indexed by
+ * A backend puts a request in its own slot of UaMarkerShared->requests (indexed by
  * proc number), wakes the writer of its database, and waits on its latch.
  * The writer takes every pending request of its database, commits them all
  * in one transaction (one WAL flush however many callers), and wakes the
@@ -18,13 +18,13 @@
  * while the writer commits: waking the requester is then off the critical
  * path.
  *
- * Locking: request states and UaDatabaseSlot.writer change only under
- * UaShared->lock.  A requester that gives up (cancel, timeout) withdraws a
+ * Locking: request states and UaMarkerDb.writer change only under
+ * UaMarkerShared->lock (marker.h).  A requester that gives up (cancel, timeout) withdraws a
  * PENDING request, or marks a RUNNING one ABANDONED so that the writer frees
  * it; a marker committed for an abandoned request is harmless.
  *
  * IDENTIFICATION
- *	  src/writer.c
+ *	  src/marker_writer.c
  *
  *-------------------------------------------------------------------------
  */
@@ -45,10 +45,14 @@
 #include "utils/timestamp.h"
 
 #include "compat.h"
-#include "upgrade_assist.h"
+#include "marker.h"
+#include "util.h"
 
 /* How often a waiting requester checks that a writer exists. */
 #define UA_REQUEST_CHECK_MS 100
+
+/* GUC variable (defined in ua_marker_init) */
+int			ua_writer_idle_timeout = 300;
 
 /*
  * ua_start_writer
@@ -63,17 +67,10 @@ ua_start_writer(void)
 	BgwHandleStatus status;
 	pid_t		pid;
 
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "upgrade_assist");
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "ua_writer_main");
+	ua_bgworker_init(&bgw, "ua_writer_main", "upgrade_assist marker writer",
+					 BGW_NEVER_RESTART, ObjectIdGetDatum(MyDatabaseId));
 	snprintf(bgw.bgw_name, BGW_MAXLEN,
 			 "upgrade_assist marker writer for database %u", MyDatabaseId);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "upgrade_assist marker writer");
-	bgw.bgw_main_arg = ObjectIdGetDatum(MyDatabaseId);
-	bgw.bgw_notify_pid = MyProcPid;
 
 	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
 		ereport(ERROR,
@@ -90,7 +87,7 @@ ua_start_writer(void)
 
 /* This backend's open request, between submit and end. */
 static UaWriteRequest *ua_my_request = NULL;
-static UaDatabaseSlot *ua_my_slot = NULL;
+static UaMarkerDb *ua_my_slot = NULL;
 static TimestampTz ua_my_last_start = 0;
 
 /*
@@ -109,30 +106,30 @@ ua_marker_request_submit(const char *kind)
 {
 	int			procno = UA_MY_PROCNO;
 	UaWriteRequest *req;
-	UaDatabaseSlot *slot;
+	UaMarkerDb *slot;
 	PGPROC	   *writer;
 	int64		seq;
 
-	ua_require_shared();
-	if (procno < 0 || procno >= ua_shared->nrequests)
+	ua_require_preloaded(ua_marker_shared);
+	if (procno < 0 || procno >= ua_marker_shared->nrequests)
 		elog(ERROR, "proc number %d out of range for marker requests", procno);
-	req = &ua_shared->requests[procno];
+	req = &ua_marker_shared->requests[procno];
 
-	LWLockAcquire(ua_shared->lock, LW_SHARED);
+	LWLockAcquire(ua_marker_shared->lock, LW_SHARED);
 	if (req->state == UA_REQ_RUNNING || req->state == UA_REQ_ABANDONED)
 	{
-		LWLockRelease(ua_shared->lock);
+		LWLockRelease(ua_marker_shared->lock);
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_IN_USE),
 				 errmsg("a previous marker request of this session is still being committed"),
 				 errhint("Try again in a moment.")));
 	}
-	LWLockRelease(ua_shared->lock);
+	LWLockRelease(ua_marker_shared->lock);
 
 	seq = ua_next_marker_seq();
 
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-	slot = ua_db_slot();
+	LWLockAcquire(ua_marker_shared->lock, LW_EXCLUSIVE);
+	slot = ua_marker_db();
 	req->dboid = MyDatabaseId;
 	req->requester = MyProc;
 	req->seq = seq;
@@ -141,7 +138,7 @@ ua_marker_request_submit(const char *kind)
 	req->sqlerrcode = 0;
 	req->state = UA_REQ_PENDING;
 	writer = slot->writer;
-	LWLockRelease(ua_shared->lock);
+	LWLockRelease(ua_marker_shared->lock);
 
 	ua_my_request = req;
 	ua_my_slot = slot;
@@ -166,12 +163,12 @@ ua_marker_request_check(UaMarker *out)
 	PGPROC	   *writer;
 
 	Assert(req != NULL);
-	LWLockAcquire(ua_shared->lock, LW_SHARED);
+	LWLockAcquire(ua_marker_shared->lock, LW_SHARED);
 	state = req->state;
 	writer = ua_my_slot->writer;
 	if (state == UA_REQ_DONE)
 		*out = req->result;
-	LWLockRelease(ua_shared->lock);
+	LWLockRelease(ua_marker_shared->lock);
 
 	if (state == UA_REQ_DONE)
 		return true;
@@ -186,9 +183,9 @@ ua_marker_request_check(UaMarker *out)
 	{
 		ua_my_last_start = GetCurrentTimestamp();
 		ua_start_writer();
-		LWLockAcquire(ua_shared->lock, LW_SHARED);
+		LWLockAcquire(ua_marker_shared->lock, LW_SHARED);
 		writer = ua_my_slot->writer;
-		LWLockRelease(ua_shared->lock);
+		LWLockRelease(ua_marker_shared->lock);
 		if (writer != NULL)
 			SetLatch(&writer->procLatch);
 	}
@@ -213,10 +210,7 @@ ua_marker_request_wait(TimestampTz deadline, UaMarker *out)
 					 errmsg("timed out waiting for the marker writer")));
 		if (wait_ms > UA_REQUEST_CHECK_MS)
 			wait_ms = UA_REQUEST_CHECK_MS;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 wait_ms, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+		(void) ua_wait(WL_LATCH_SET | WL_TIMEOUT, wait_ms, UA_WE_MARKER);
 	}
 }
 
@@ -233,12 +227,12 @@ ua_marker_request_end(void)
 
 	if (req == NULL)
 		return;
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+	LWLockAcquire(ua_marker_shared->lock, LW_EXCLUSIVE);
 	if (req->state == UA_REQ_RUNNING)
 		req->state = UA_REQ_ABANDONED;
 	else
 		req->state = UA_REQ_FREE;
-	LWLockRelease(ua_shared->lock);
+	LWLockRelease(ua_marker_shared->lock);
 	ua_my_request = NULL;
 	ua_my_slot = NULL;
 }
@@ -251,13 +245,13 @@ ua_marker_request_end(void)
 static void
 ua_writer_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < UA_MAX_DATABASES; i++)
-		if (ua_shared->dbs[i].writer == MyProc)
-			ua_shared->dbs[i].writer = NULL;
-	for (int i = 0; i < ua_shared->nrequests; i++)
+	LWLockAcquire(ua_marker_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < UA_MARKER_MAX_DATABASES; i++)
+		if (ua_marker_shared->dbs[i].writer == MyProc)
+			ua_marker_shared->dbs[i].writer = NULL;
+	for (int i = 0; i < ua_marker_shared->nrequests; i++)
 	{
-		UaWriteRequest *req = &ua_shared->requests[i];
+		UaWriteRequest *req = &ua_marker_shared->requests[i];
 
 		if (req->dboid != MyDatabaseId)
 			continue;
@@ -271,7 +265,7 @@ ua_writer_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused()
 		else if (req->state == UA_REQ_ABANDONED)
 			req->state = UA_REQ_FREE;
 	}
-	LWLockRelease(ua_shared->lock);
+	LWLockRelease(ua_marker_shared->lock);
 }
 
 /*
@@ -282,15 +276,15 @@ ua_writer_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused()
 static int *
 ua_writer_take(int *n, char ***kinds, int64 **seqs)
 {
-	int		   *idx = palloc(sizeof(int) * ua_shared->nrequests);
+	int		   *idx = palloc(sizeof(int) * ua_marker_shared->nrequests);
 
 	*n = 0;
-	*kinds = palloc(sizeof(char *) * ua_shared->nrequests);
-	*seqs = palloc(sizeof(int64) * ua_shared->nrequests);
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-	for (int i = 0; i < ua_shared->nrequests; i++)
+	*kinds = palloc(sizeof(char *) * ua_marker_shared->nrequests);
+	*seqs = palloc(sizeof(int64) * ua_marker_shared->nrequests);
+	LWLockAcquire(ua_marker_shared->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < ua_marker_shared->nrequests; i++)
 	{
-		UaWriteRequest *req = &ua_shared->requests[i];
+		UaWriteRequest *req = &ua_marker_shared->requests[i];
 
 		if (req->state == UA_REQ_PENDING && req->dboid == MyDatabaseId)
 		{
@@ -300,7 +294,7 @@ ua_writer_take(int *n, char ***kinds, int64 **seqs)
 			idx[(*n)++] = i;
 		}
 	}
-	LWLockRelease(ua_shared->lock);
+	LWLockRelease(ua_marker_shared->lock);
 	return idx;
 }
 
@@ -312,10 +306,10 @@ ua_writer_take(int *n, char ***kinds, int64 **seqs)
 static void
 ua_writer_finish(int *idx, int n, UaMarker *results, ErrorData *edata)
 {
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
+	LWLockAcquire(ua_marker_shared->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < n; i++)
 	{
-		UaWriteRequest *req = &ua_shared->requests[idx[i]];
+		UaWriteRequest *req = &ua_marker_shared->requests[idx[i]];
 
 		if (req->state == UA_REQ_ABANDONED)
 		{
@@ -338,7 +332,7 @@ ua_writer_finish(int *idx, int n, UaMarker *results, ErrorData *edata)
 		}
 		SetLatch(&req->requester->procLatch);
 	}
-	LWLockRelease(ua_shared->lock);
+	LWLockRelease(ua_marker_shared->lock);
 }
 
 /*
@@ -353,18 +347,10 @@ ua_writer_commit(int *idx, char **kinds, int64 *seqs, int n)
 
 	PG_TRY();
 	{
-		SetCurrentStatementStartTimestamp();
-		StartTransactionCommand();
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		PushActiveSnapshot(GetTransactionSnapshot());
-		pgstat_report_activity(STATE_RUNNING, "writing markers");
+		ua_xact_begin("writing markers");
 		for (int i = 0; i < n; i++)
 			ua_insert_marker(kinds[i], NULL, seqs[i], &results[i]);
-		SPI_finish();
-		PopActiveSnapshot();
-		CommitTransactionCommand();
-		pgstat_report_activity(STATE_IDLE, NULL);
+		ua_xact_end(cxt);
 	}
 	PG_CATCH();
 	{
@@ -390,7 +376,7 @@ ua_writer_main(Datum main_arg)
 {
 	Oid			dboid = DatumGetObjectId(main_arg);
 	MemoryContext loop_cxt;
-	UaDatabaseSlot *slot;
+	UaMarkerDb *slot;
 	TimestampTz last_work;
 
 	pqsignal(SIGTERM, die);
@@ -400,15 +386,15 @@ ua_writer_main(Datum main_arg)
 	pgstat_report_appname("upgrade_assist marker writer");
 
 	/* One writer per database: a late duplicate leaves at once. */
-	LWLockAcquire(ua_shared->lock, LW_EXCLUSIVE);
-	slot = ua_db_slot();
+	LWLockAcquire(ua_marker_shared->lock, LW_EXCLUSIVE);
+	slot = ua_marker_db();
 	if (slot->writer != NULL)
 	{
-		LWLockRelease(ua_shared->lock);
+		LWLockRelease(ua_marker_shared->lock);
 		proc_exit(0);
 	}
 	slot->writer = MyProc;
-	LWLockRelease(ua_shared->lock);
+	LWLockRelease(ua_marker_shared->lock);
 	before_shmem_exit(ua_writer_detach, (Datum) 0);
 
 	loop_cxt = AllocSetContextCreate(TopMemoryContext, "upgrade_assist writer loop",
@@ -441,9 +427,8 @@ ua_writer_main(Datum main_arg)
 		if (TimestampDifferenceExceeds(last_work, GetCurrentTimestamp(),
 									   ua_writer_idle_timeout * 1000))
 			break;
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000L * ua_writer_idle_timeout, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		(void) ua_wait(WL_LATCH_SET | WL_TIMEOUT, 1000L * ua_writer_idle_timeout,
+					   UA_WE_WRITER_IDLE);
 	}
 	proc_exit(0);
 }
