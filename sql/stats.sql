@@ -66,6 +66,29 @@ SELECT run = :run2 AS same_run, state, tables_total, percent, workers,
 SELECT count(*) FILTER (WHERE NOT has_statistics) AS missing
   FROM upgrade_assist.stats_coverage;
 
+-- A fenced cluster (a new side until its cutover) can still rebuild its
+-- statistics: the run's bookkeeping passes the fence, nothing else does.
+SELECT count(*) AS drained FROM upgrade_assist.fence('regress stats fenced');
+\set VERBOSITY sqlstate
+INSERT INTO stats_empty VALUES (1);
+\set VERBOSITY default
+BEGIN;
+SELECT upgrade_assist.rebuild_stats(only_missing => false) AS run3 \gset
+SELECT run = :run3 AS same_run, state, phase FROM upgrade_assist.stats_progress
+ ORDER BY run DESC LIMIT 1;
+\set VERBOSITY sqlstate
+SAVEPOINT write;
+INSERT INTO stats_empty VALUES (1);
+ROLLBACK TO write;
+\set VERBOSITY default
+SELECT upgrade_assist.cancel_stats_rebuild();
+SELECT state FROM upgrade_assist.stats_progress WHERE run = :run3;
+COMMIT;
+\set VERBOSITY sqlstate
+INSERT INTO stats_empty VALUES (1);
+\set VERBOSITY default
+SELECT upgrade_assist.unfence();
+
 -- Privileges: state-changing functions are not PUBLIC; the views are for
 -- pg_monitor.
 CREATE ROLE regress_stats_nobody;

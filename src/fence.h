@@ -119,11 +119,13 @@ ua_fence_is_up(void)
 
 /*
  * A section whose writes pass the fence: the extension's own marker inserts
- * and maintenance.  Always pair them (PG_FINALLY); an aborted transaction
- * resets the depth.
+ * and maintenance.  Always pair them (PG_FINALLY, or ua_fence_exempt_end_all
+ * in a PG_CATCH); an aborted transaction resets the depth, an aborted
+ * subtransaction does not.
  */
 extern void ua_fence_exempt_begin(void);
 extern void ua_fence_exempt_end(void);
+extern void ua_fence_exempt_end_all(void);
 
 /*
  * The cutover's steps, one piece each of what fence() and unfence() do.

@@ -687,8 +687,11 @@ ua_fence_install_hooks(void)
 /*
  * ua_fence_exempt_begin
  *		Start a section whose writes the fence lets through: the extension's
- *		own marker inserts.  Undoes a read-only mode the fence forced (not
- *		one the transaction asked for).  Pair with ua_fence_exempt_end(), also
+ *		own marker inserts and maintenance bookkeeping (the statistics
+ *		rebuild).  Undoes a read-only mode the fence forced (not one the
+ *		transaction asked for: BEGIN READ ONLY stays read-only).  Whatever
+ *		else the fence ever does to make a session read-only must set
+ *		ua_forced_ro too, so that these sections undo it.  Pair with ua_fence_exempt_end(), also
  *		on error (PG_FINALLY); an abort resets the depth as well.
  */
 void
@@ -697,6 +700,19 @@ ua_fence_exempt_begin(void)
 	ua_exempt_depth++;
 	if (ua_forced_ro)
 		XactReadOnly = false;
+}
+
+/*
+ * ua_fence_exempt_end_all
+ *		Close every open exempt section: for a PG_CATCH that re-throws into
+ *		code that may catch the error without aborting the transaction.
+ */
+void
+ua_fence_exempt_end_all(void)
+{
+	ua_exempt_depth = 0;
+	if (ua_forced_ro)
+		XactReadOnly = true;
 }
 
 /*

@@ -67,6 +67,7 @@
 #include "utils/syscache.h"
 
 #include "compat.h"
+#include "fence.h"
 #include "stats.h"
 #include "util.h"
 
@@ -470,8 +471,11 @@ rebuild_stats(PG_FUNCTION_ARGS)
 
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
+		/* The run's bookkeeping passes the fence: a fenced new side prepares. */
+		ua_fence_exempt_begin();
 		run_id = ua_stats_create_run(PG_GETARG_ARRAYTYPE_P(0), nstages, jobs,
 									 only_missing, roleid, &ntasks);
+		ua_fence_exempt_end();
 		SPI_finish();
 
 		if (ntasks > 0)
@@ -500,6 +504,8 @@ rebuild_stats(PG_FUNCTION_ARGS)
 	}
 	PG_CATCH();
 	{
+		/* An exception block may catch this: never leave the section open. */
+		ua_fence_exempt_end_all();
 		/* Workers already registered see the rollback and release the slot. */
 		LWLockAcquire(ua_stats->lock, LW_EXCLUSIVE);
 		if (ua_stats_live_workers() == 0)
@@ -565,10 +571,19 @@ cancel_stats_rebuild(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	ua_stats_spi_exec_id("UPDATE upgrade_assist.stats_run"
-						 "   SET state = 'cancelled', ended_at = now()"
-						 " WHERE run_id = $1 AND state = 'running'",
-						 run_id, SPI_OK_UPDATE);
+	ua_fence_exempt_begin();
+	PG_TRY();
+	{
+		ua_stats_spi_exec_id("UPDATE upgrade_assist.stats_run"
+							 "   SET state = 'cancelled', ended_at = now()"
+							 " WHERE run_id = $1 AND state = 'running'",
+							 run_id, SPI_OK_UPDATE);
+	}
+	PG_FINALLY();
+	{
+		ua_fence_exempt_end();
+	}
+	PG_END_TRY();
 	SPI_finish();
 	PG_RETURN_BOOL(true);
 }

@@ -48,6 +48,7 @@
 #include "utils/syscache.h"
 
 #include "compat.h"
+#include "fence.h"
 #include "stats.h"
 #include "util.h"
 
@@ -155,6 +156,13 @@ ua_stats_analyze(const char *sql, int target, Oid roleid, char **errmsg_out)
 							 PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL,
 							 true, 0, false);
 
+	/*
+	 * ANALYZE itself runs fenced, like any statement (it works read-only);
+	 * only the bookkeeping around it passes the fence.  This section is
+	 * inside the one ua_stats_turn opened, and the PG_CATCH below keeps
+	 * every error of ANALYZE from leaving it.
+	 */
+	ua_fence_exempt_end();
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	BeginInternalSubTransaction(NULL);
 	SetUserIdAndSecContext(roleid, save_sec | SECURITY_LOCAL_USERID_CHANGE);
@@ -185,6 +193,7 @@ ua_stats_analyze(const char *sql, int target, Oid roleid, char **errmsg_out)
 		FreeErrorData(edata);
 	}
 	PG_END_TRY();
+	ua_fence_exempt_begin();
 	return sqlerrcode;
 }
 
@@ -366,6 +375,8 @@ ua_stats_step(int64 run_id, int nstages, const int *targets, Oid roleid,
 	MemoryContext cxt = CurrentMemoryContext;
 
 	ua_xact_begin("choosing tables");
+	/* The run's bookkeeping passes the fence (an abort ends the section). */
+	ua_fence_exempt_begin();
 	ua_stats_prepare_plans();
 
 	portal = SPI_cursor_open(NULL, ua_stats_claim_plan, values, NULL, false);
@@ -490,6 +501,7 @@ ua_stats_step(int64 run_id, int nstages, const int *targets, Oid roleid,
 		}
 	}
 
+	ua_fence_exempt_end();
 	ua_xact_end(cxt);
 	if (result == UA_STEP_WORKED)
 		ua_stats_wake_others();
