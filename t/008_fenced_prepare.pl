@@ -90,6 +90,15 @@ ok( $new->poll_query_until(
 	),
 	'the run goes on with its workers while the fence is up (t1 deferred)');
 other_write_refused('during the run');
+SKIP:
+{
+	skip 'custom wait events need PostgreSQL 17', 1 if $new->pg_version < 17;
+	ok( $new->poll_query_until(
+			'postgres',
+			"SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'upgrade_assist stats' AND wait_event = 'UpgradeAssistStats'"
+		),
+		'a waiting statistics worker shows wait event UpgradeAssistStats');
+}
 is($new->safe_psql('postgres', 'SELECT fenced FROM upgrade_assist.fence_status'),
 	't', 'still fenced during the run');
 
