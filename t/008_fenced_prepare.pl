@@ -49,16 +49,22 @@ is( $new->safe_psql('postgres',
 		"SELECT count(*) FROM upgrade_assist.stats_coverage WHERE relname ~ '^t[0-9]+\$' AND has_statistics"),
 	'0', 'a new side built by logical replication has no statistics');
 
+sub hold_t1
+{
+	my $bg = UATest::bg_psql(
+		$new, 'lock_holder', [],
+		'SELECT upgrade_assist.fence_exempt_session()',
+		'BEGIN',
+		'LOCK TABLE t1 IN SHARE UPDATE EXCLUSIVE MODE',
+		"SELECT pg_sleep($PostgreSQL::Test::Utils::timeout_default)");
+	UATest::backend_pid($new, 'lock_holder', "query LIKE 'SELECT pg_sleep%'");
+	return $bg;
+}
+
 # Hold t1 in a session that writes through the fence, so that the run is
 # seen while its workers are at work (a locked table is retried, not waited
 # for).
-my $holder = UATest::bg_psql(
-	$new, 'lock_holder', [],
-	'SELECT upgrade_assist.fence_exempt_session()',
-	'BEGIN',
-	'LOCK TABLE t1 IN SHARE UPDATE EXCLUSIVE MODE',
-	"SELECT pg_sleep($PostgreSQL::Test::Utils::timeout_default)");
-UATest::backend_pid($new, 'lock_holder', "query LIKE 'SELECT pg_sleep%'");
+my $holder = hold_t1();
 
 # The calling session: a write in the run's own transaction, one after it,
 # and one after the run finished (it polls for that itself) all fail.
@@ -134,12 +140,27 @@ is($new->safe_psql('postgres', 'SELECT count(*) FROM t2 WHERE id = -1'),
 is($new->safe_psql('postgres', 'SELECT fenced FROM upgrade_assist.fence_status'),
 	't', 'still fenced after the run');
 
-# cancel_stats_rebuild() works through the fence too.
-$new->safe_psql('postgres', 'BEGIN; SELECT upgrade_assist.rebuild_stats(only_missing => false); COMMIT;');
-my $cancelled = $new->safe_psql('postgres', 'SELECT upgrade_assist.cancel_stats_rebuild()');
-my $state = $new->safe_psql('postgres',
-	'SELECT state FROM upgrade_assist.stats_progress ORDER BY run DESC LIMIT 1');
-ok(($cancelled eq 't' && $state eq 'cancelled') || ($cancelled eq 'f' && $state eq 'done'),
-	"cancel_stats_rebuild() on the fenced side (cancelled: $cancelled, state: $state)");
+# cancel_stats_rebuild() works through the fence too: with t1 held again,
+# the run cannot end before it is cancelled.
+$holder = hold_t1();
+$new->safe_psql('postgres', 'SELECT upgrade_assist.rebuild_stats(only_missing => false)');
+ok( $new->poll_query_until(
+		'postgres',
+		"SELECT state = 'running' AND workers > 0 FROM upgrade_assist.stats_progress ORDER BY run DESC LIMIT 1"
+	),
+	'a second run goes on, fenced');
+is($new->safe_psql('postgres', 'SELECT upgrade_assist.cancel_stats_rebuild()'),
+	't', 'cancel_stats_rebuild() on the fenced side');
+is( $new->safe_psql('postgres',
+		'SELECT state FROM upgrade_assist.stats_progress ORDER BY run DESC LIMIT 1'),
+	'cancelled', 'the run is recorded as cancelled');
+ok( $new->poll_query_until(
+		'postgres',
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE backend_type = 'upgrade_assist stats'"),
+	'its workers are gone');
+$new->safe_psql('postgres',
+	"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'lock_holder'");
+UATest::bg_finish($holder, $PostgreSQL::Test::Utils::timeout_default);
+other_write_refused('after the cancel');
 
 done_testing();
