@@ -198,26 +198,31 @@ sub parse_error
 
 =item sql_result(node, sql)
 
-Run sql on node's database postgres through psql at VERBOSITY verbose and
-return a hash: rc (psql's exit code), stdout, stderr, sqlstate and message of
-the first error (undef when none), elapsed (seconds, wall clock).
+Run sql on node's database postgres through psql at VERBOSITY verbose, for
+at most the harness's default timeout, and return a hash: rc (psql's exit
+code; undef when it timed out), timed_out (true when psql was killed at that
+timeout), stdout, stderr, sqlstate and message of the first error (undef when
+none), elapsed (seconds, wall clock).
 
 =cut
 
 sub sql_result
 {
 	my ($node, $sql) = @_;
-	my ($stdout, $stderr);
+	my ($stdout, $stderr, $timed_out);
 	my $start = time;
 	my $rc = $node->psql(
 		'postgres', "\\set VERBOSITY verbose\n$sql",
 		stdout => \$stdout,
 		stderr => \$stderr,
-		on_error_stop => 1);
+		on_error_stop => 1,
+		timeout => $PostgreSQL::Test::Utils::timeout_default,
+		timed_out => \$timed_out);
 	my $elapsed = time - $start;
 	my ($sqlstate, $message) = parse_error($stderr // '');
 	return {
 		rc => $rc,
+		timed_out => $timed_out,
 		stdout => $stdout // '',
 		stderr => $stderr // '',
 		sqlstate => $sqlstate,
@@ -266,15 +271,17 @@ sub bg_psql
 
 =item bg_finish(bg, limit)
 
-Wait at most limit seconds for a background psql to exit.  Returns the seconds
-waited, or undef (after killing psql) when it did not exit in time.  Sets
-$bg->{rc}, {sqlstate} and {message}.
+Wait at most limit seconds (default: the harness's default timeout) for a
+background psql to exit.  Returns the seconds waited, or undef (after killing
+psql) when it did not exit in time.  Sets $bg->{rc}, {sqlstate} and
+{message}.
 
 =cut
 
 sub bg_finish
 {
 	my ($bg, $limit) = @_;
+	$limit //= $PostgreSQL::Test::Utils::timeout_default;
 	my $start = time;
 	$bg->{timer}->start($limit);
 	my $ok = eval { $bg->{run}->finish; 1 };
@@ -623,7 +630,7 @@ sub writer_loop
 					"INSERT INTO public.$table (tag, side) VALUES ('$tag', '$name') RETURNING id"
 				],
 				'<', \undef, '>', \$out, '2>', \$err,
-				IPC::Run::timeout(60));
+				IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
 		};
 		$err .= "\n$@" if $@;
 		my ($state) = parse_error($err);
