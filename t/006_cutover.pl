@@ -255,7 +255,7 @@ SELECT EXISTS (SELECT FROM upgrade_assist.cutover_progress
 		'SELECT phase, attempt FROM upgrade_assist.cutover_progress');
 	if (!is($phase, "paused before $step", "$step: the cutover pauses before it"))
 	{
-		UATest::bg_finish($bg, 60);
+		UATest::bg_finish($bg);
 		diag("$appname: $bg->{stdout}$bg->{stderr}");
 		return;
 	}
@@ -380,7 +380,7 @@ for my $case (
 	my ($bg, $attempt) = start_paused($step, "ua_cutover_$what") or next;
 	my $pid = UATest::backend_pid($fo, "ua_cutover_$what");
 	$fo->safe_psql('postgres', "SELECT $how($pid)");
-	ok(defined UATest::bg_finish($bg, 60), "caller $what: psql returns");
+	ok(defined UATest::bg_finish($bg), "caller $what: psql returns");
 	note "caller $what: " . $bg->{stdout} . $bg->{stderr};
 	check_aborted($attempt, undef, "caller $what");
 	is(resume(), 'f', "caller $what: nothing left paused");
@@ -403,7 +403,7 @@ for my $case (
 		$fo->safe_psql('postgres',
 			q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 			   WHERE backend_type = 'upgrade_assist cutover'});
-		ok(defined UATest::bg_finish($bg, 60), 'worker terminated: psql returns');
+		ok(defined UATest::bg_finish($bg), 'worker terminated: psql returns');
 		like($bg->{stderr}, qr/WARNING/, 'worker terminated: a warning');
 		check_aborted($attempt, 'sync sequences', 'worker terminated');
 		like(
@@ -441,7 +441,7 @@ for my $case (
 	my ($bg, $attempt) = start_paused($step, "ua_cutover_$n") or next;
 	$fn->stop($mode);
 	is(resume(), 't', "$what: resumed");
-	ok(defined UATest::bg_finish($bg, 120), "$what: cutover returns");
+	ok(defined UATest::bg_finish($bg), "$what: cutover returns");
 	@steps = UATest::cutover_steps($bg->{stdout});
 	steps_are(\@steps, $failing, "$what: '$failing' failed, then abort");
 	like($bg->{stderr}, qr/WARNING/, "$what: a warning");

@@ -46,6 +46,10 @@ use Time::HiRes qw(time);
 our $PEER_USER = 'upgrader';
 our $PEER_PASSWORD = 'ua_peer_pw_7';
 
+# The superuser of a cutover pair (see cutover_pair), and its password.
+our $ADMIN_USER = 'ua_admin';
+our $ADMIN_PASSWORD = 'ua_admin_pw_5';
+
 =pod
 
 =head1 FUNCTIONS
@@ -119,13 +123,19 @@ sub prepend_hba
 
 =pod
 
-=item create_peer(node, server, peer_node, password => pw, options => {...})
+=item create_peer(node, server, peer_node, user => role, password => pw, options => {...})
 
 On node, create foreign server C<server> of wrapper upgrade_assist pointing at
-peer_node over 127.0.0.1, and a user mapping for the current user as upgrader.
-peer_node may be undef when options give host and port.
+peer_node's database postgres over 127.0.0.1, and a user mapping for the
+current user as role (default $PEER_USER; cutover pairs use $ADMIN_USER) with
+password pw (default: that role's password).  options are added to the
+server's options or replace them (host, port, dbname); peer_node may be undef
+when they give the port.
 
 =cut
+
+my %role_password =
+  ($PEER_USER => $PEER_PASSWORD, $ADMIN_USER => $ADMIN_PASSWORD);
 
 sub create_peer
 {
@@ -135,7 +145,9 @@ sub create_peer
 		dbname => 'postgres',
 		($peer ? (port => $peer->port) : ()),
 		%{ $params{options} // {} });
-	my $password = $params{password} // $PEER_PASSWORD;
+	my $user = $params{user} // $PEER_USER;
+	my $password = $params{password} // $role_password{$user}
+	  // die "create_peer: no password known for role $user";
 	my $optlist = join(', ', map { "$_ '$opts{$_}'" } sort keys %opts);
 
 	$node->safe_psql(
@@ -143,7 +155,7 @@ sub create_peer
 SET log_statement = 'none';
 CREATE SERVER $server FOREIGN DATA WRAPPER upgrade_assist OPTIONS ($optlist);
 CREATE USER MAPPING FOR CURRENT_USER SERVER $server
-    OPTIONS (user '$PEER_USER', password '$password');
+    OPTIONS (user '$user', password '$password');
 });
 	return;
 }
@@ -186,26 +198,31 @@ sub parse_error
 
 =item sql_result(node, sql)
 
-Run sql on node's database postgres through psql at VERBOSITY verbose and
-return a hash: rc (psql's exit code), stdout, stderr, sqlstate and message of
-the first error (undef when none), elapsed (seconds, wall clock).
+Run sql on node's database postgres through psql at VERBOSITY verbose, for
+at most the harness's default timeout, and return a hash: rc (psql's exit
+code; undef when it timed out), timed_out (true when psql was killed at that
+timeout), stdout, stderr, sqlstate and message of the first error (undef when
+none), elapsed (seconds, wall clock).
 
 =cut
 
 sub sql_result
 {
 	my ($node, $sql) = @_;
-	my ($stdout, $stderr);
+	my ($stdout, $stderr, $timed_out);
 	my $start = time;
 	my $rc = $node->psql(
 		'postgres', "\\set VERBOSITY verbose\n$sql",
 		stdout => \$stdout,
 		stderr => \$stderr,
-		on_error_stop => 1);
+		on_error_stop => 1,
+		timeout => $PostgreSQL::Test::Utils::timeout_default,
+		timed_out => \$timed_out);
 	my $elapsed = time - $start;
 	my ($sqlstate, $message) = parse_error($stderr // '');
 	return {
 		rc => $rc,
+		timed_out => $timed_out,
 		stdout => $stdout // '',
 		stderr => $stderr // '',
 		sqlstate => $sqlstate,
@@ -254,15 +271,17 @@ sub bg_psql
 
 =item bg_finish(bg, limit)
 
-Wait at most limit seconds for a background psql to exit.  Returns the seconds
-waited, or undef (after killing psql) when it did not exit in time.  Sets
-$bg->{rc}, {sqlstate} and {message}.
+Wait at most limit seconds (default: the harness's default timeout) for a
+background psql to exit.  Returns the seconds waited, or undef (after killing
+psql) when it did not exit in time.  Sets $bg->{rc}, {sqlstate} and
+{message}.
 
 =cut
 
 sub bg_finish
 {
 	my ($bg, $limit) = @_;
+	$limit //= $PostgreSQL::Test::Utils::timeout_default;
 	my $start = time;
 	$bg->{timer}->start($limit);
 	my $ok = eval { $bg->{run}->finish; 1 };
@@ -376,8 +395,6 @@ tag and side:
 
 =cut
 
-our $ADMIN_USER = 'ua_admin';
-our $ADMIN_PASSWORD = 'ua_admin_pw_5';
 our @LEDGER_TABLES = qw(t_always t_bydefault t_shared_a t_shared_b t_bigserial);
 
 my $ledger_schema = q{
@@ -401,31 +418,6 @@ CREATE TABLE public.t_bigserial (
 
 =pod
 
-=item admin_peer(node, server, peer_node)
-
-On node, create foreign server C<server> of wrapper upgrade_assist pointing at
-peer_node's database postgres over 127.0.0.1, and a user mapping for the
-current user as $ADMIN_USER.
-
-=cut
-
-sub admin_peer
-{
-	my ($node, $server, $peer) = @_;
-	my $port = $peer->port;
-	$node->safe_psql(
-		'postgres', qq{
-SET log_statement = 'none';
-CREATE SERVER $server FOREIGN DATA WRAPPER upgrade_assist
-    OPTIONS (host '127.0.0.1', port '$port', dbname 'postgres');
-CREATE USER MAPPING FOR CURRENT_USER SERVER $server
-    OPTIONS (user '$ADMIN_USER', password '$ADMIN_PASSWORD');
-});
-	return;
-}
-
-=pod
-
 =item cutover_pair(old_name => 'old', new_name => 'new', old_install => dir, schema => sql)
 
 Create two nodes (node(); old with install_path old_install when set) and set
@@ -433,9 +425,9 @@ them up the way README's cutover section says: on both, role $ADMIN_USER
 allowed in over 127.0.0.1 with scram-sha-256 and the user's schema (default:
 the tables of @LEDGER_TABLES, with three rows each on old, side 'seed'); on
 old, server new_side, and on new, server old_side, each with a user mapping
-(admin_peer); publication upgrade FOR ALL TABLES on old; subscription upgrade
-on new over 127.0.0.1 as $ADMIN_USER, waited for until synchronised; new
-fenced ('new side: until cutover').  Returns (old, new).
+as $ADMIN_USER (create_peer); publication upgrade FOR ALL TABLES on old;
+subscription upgrade on new over 127.0.0.1 as $ADMIN_USER, waited for until
+synchronised; new fenced ('new side: until cutover').  Returns (old, new).
 
 =cut
 
@@ -459,8 +451,8 @@ CREATE ROLE $ADMIN_USER SUPERUSER LOGIN PASSWORD '$ADMIN_PASSWORD';
 });
 		$node->safe_psql('postgres', $schema);
 	}
-	admin_peer($old, 'new_side', $new);
-	admin_peer($new, 'old_side', $old);
+	create_peer($old, 'new_side', $new, user => $ADMIN_USER);
+	create_peer($new, 'old_side', $old, user => $ADMIN_USER);
 
 	if (!defined $params{schema})
 	{
@@ -638,7 +630,7 @@ sub writer_loop
 					"INSERT INTO public.$table (tag, side) VALUES ('$tag', '$name') RETURNING id"
 				],
 				'<', \undef, '>', \$out, '2>', \$err,
-				IPC::Run::timeout(60));
+				IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
 		};
 		$err .= "\n$@" if $@;
 		my ($state) = parse_error($err);
