@@ -13,6 +13,7 @@
 # its help text, and no query or collector fails on this version.
 # monitoring/dashboard.json is checked too: the structure Grafana's import
 # needs, and every expression over metrics that the exporters serve.
+# UA_POSTGRES_EXPORTER names another exporter binary than Debian's.
 
 use strict;
 use warnings;
