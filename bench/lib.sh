@@ -22,7 +22,8 @@
 # and prepare_clusters, which runs the usual sequence up to two started clusters.
 # For a cutover (scripts/demo, bench/cutover): setup_cutover_pair (the contract's
 # setup: peers both ways, publication, subscription, new side fenced), primary_side,
-# and the write load that follows the primary: load_start, load_stop, load_commits.
+# and the write load that follows the primary: load_start, load_stop, load_commits,
+# load_commits_by_side.
 
 OLD=${OLD:-15}
 NEW=${NEW:-17}
@@ -489,11 +490,23 @@ load_stop() {
 	LOAD_PID=
 }
 
+# load_commits_by_side: print the completion time (epoch seconds) and the side of
+# every transaction the load's clients saw committed, "TIME SIDE" per line, sorted
+# (the side of pgbench run N is in driver.log's "start N SIDE" line).
+load_commits_by_side() {
+	local files=("$LOAD_DIR"/tx.*)
+	[ -e "${files[0]}" ] || return 0
+	awk '
+		FNR == NR { if ($2 == "start") side[$3] = $4; next }
+		FNR == 1 { n = FILENAME; sub(/.*\/tx\./, "", n); sub(/\..*/, "", n) }
+		$3 ~ /^[0-9]+$/ { printf "%d.%06d %s\n", $5, $6, side[n] }' \
+		"$LOAD_DIR/driver.log" "${files[@]}" | sort -n
+}
+
 # load_commits: print the completion times (epoch seconds) of every transaction the
 # load's clients saw committed, sorted.
 load_commits() {
-	cat "$LOAD_DIR"/tx.* 2>/dev/null |
-		awk '$3 ~ /^[0-9]+$/ { printf "%d.%06d\n", $5, $6 }' | sort -n
+	load_commits_by_side | cut -d ' ' -f 1
 }
 
 # load_aborts: the clients' errors of the load, counted by kind: "fence" (SQLSTATE
