@@ -98,7 +98,8 @@ ok( $new->poll_query_until(
 other_write_refused('during the run');
 SKIP:
 {
-	skip 'custom wait events need PostgreSQL 17', 1 if $new->pg_version < 17;
+	skip 'custom wait events need PostgreSQL 17', 1
+	  if $new->safe_psql('postgres', 'SHOW server_version_num') < 170000;
 	ok( $new->poll_query_until(
 			'postgres',
 			"SELECT count(*) > 0 FROM pg_stat_activity WHERE backend_type = 'upgrade_assist stats' AND wait_event = 'UpgradeAssistStats'"
