@@ -18,7 +18,9 @@ ANALYZE si_plain, si_parted, si_dropped;
 -- Nothing exported yet: nothing imported.
 SELECT count(*) FROM upgrade_assist.import_stats();
 SELECT upgrade_assist.export_stats() > 0 AS exported;
-SELECT relname, relpages > 0 AS has_pages, reltuples
+-- (A partitioned table's reltuples: 0 before 14, its row count from 14.)
+SELECT relname, relpages > 0 AS has_pages,
+       CASE WHEN relname <> 'si_parted' THEN reltuples END AS reltuples
   FROM upgrade_assist.stats_export_rel WHERE relname LIKE 'si\_%' ORDER BY 2, 1;
 SELECT relname, attname, inherited, atttype, attcollation, attstattarget,
        histogram_bounds IS NOT NULL AS hist, most_common_elems IS NOT NULL AS elems,
