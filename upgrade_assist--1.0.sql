@@ -515,6 +515,64 @@ REVOKE ALL ON upgrade_assist.stats_coverage FROM PUBLIC;
 GRANT SELECT ON upgrade_assist.stats_coverage TO pg_monitor;
 
 -- ---------------------------------------------------------------------------
+-- Statistics export and import.  export_stats() (old side) fills the two
+-- export tables with the planner statistics of every table of the database,
+-- in text form; import_stats() (new side) writes them into the catalogs,
+-- from these tables (carried by pg_upgrade or replication) or straight from
+-- a peer.  The tables hold sample values of the data: superusers only.
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE upgrade_assist.stats_export_rel (
+    schemaname    text NOT NULL,
+    relname       text NOT NULL,
+    relpages      integer NOT NULL,
+    reltuples     real NOT NULL,
+    relallvisible integer NOT NULL,
+    PRIMARY KEY (schemaname, relname)
+);
+
+-- One row per pg_statistic row, its slots by kind as in pg_stats.
+CREATE TABLE upgrade_assist.stats_export_att (
+    schemaname             text NOT NULL,
+    relname                text NOT NULL,
+    attname                text NOT NULL,
+    inherited              boolean NOT NULL,
+    atttype                text NOT NULL,
+    attcollation           text,
+    attstattarget          integer NOT NULL,
+    null_frac              real NOT NULL,
+    avg_width              integer NOT NULL,
+    n_distinct             real NOT NULL,
+    most_common_vals       text,
+    most_common_freqs      real[],
+    histogram_bounds       text,
+    correlation            real,
+    most_common_elems      text,
+    most_common_elem_freqs real[],
+    elem_count_histogram   real[],
+    range_length_histogram text,
+    range_empty_frac       real,
+    range_bounds_histogram text,
+    PRIMARY KEY (schemaname, relname, attname, inherited)
+);
+
+CREATE FUNCTION upgrade_assist.export_stats()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'export_stats'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION upgrade_assist.import_stats(source text DEFAULT NULL)
+RETURNS TABLE (schemaname text, relname text, status text,
+               columns_imported integer, columns_skipped integer, detail text)
+AS 'MODULE_PATHNAME', 'import_stats'
+LANGUAGE C VOLATILE;
+
+REVOKE ALL ON upgrade_assist.stats_export_rel FROM PUBLIC;
+REVOKE ALL ON upgrade_assist.stats_export_att FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.export_stats() FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.import_stats(text) FROM PUBLIC;
+
+-- ---------------------------------------------------------------------------
 -- Cutover (run on the cluster that is primary now; rollback is the same call
 -- on the other cluster).  The work is done by a background worker; the
 -- function reports each step as a NOTICE and returns the step table.

@@ -89,6 +89,53 @@
 #endif
 
 /*
+ * PostgreSQL 16 replaced pg_class_ownercheck() by object_ownercheck().
+ */
+#include "catalog/pg_class.h"
+#if PG_VERSION_NUM >= 160000
+#define ua_rel_ownercheck(relid, roleid) \
+	object_ownercheck(RelationRelationId, (relid), (roleid))
+#else
+#define ua_rel_ownercheck(relid, roleid) pg_class_ownercheck((relid), (roleid))
+#endif
+
+/*
+ * PostgreSQL 17 made pg_attribute.attstattarget nullable (NULL: the default,
+ * which older releases store as -1).  Takes an ATTNUM syscache tuple.
+ */
+#include "access/htup_details.h"
+#include "catalog/pg_attribute.h"
+#include "utils/syscache.h"
+#if PG_VERSION_NUM >= 170000
+static inline int
+ua_attstattarget(HeapTuple atttup)
+{
+	bool		isnull;
+	Datum		d = SysCacheGetAttr(ATTNUM, atttup, Anum_pg_attribute_attstattarget,
+									&isnull);
+
+	return isnull ? -1 : DatumGetInt16(d);
+}
+#else
+#define ua_attstattarget(atttup) \
+	((int) ((Form_pg_attribute) GETSTRUCT(atttup))->attstattarget)
+#endif
+
+/*
+ * PostgreSQL 14 added multiranges, whose bounds histogram holds values of
+ * their range type: the type a bounds histogram of a column of type t holds.
+ */
+#include "utils/lsyscache.h"
+#include "utils/typcache.h"
+#if PG_VERSION_NUM >= 140000
+#define ua_bounds_histogram_type(t) \
+	(type_is_multirange(t) ? \
+	 lookup_type_cache((t), TYPECACHE_MULTIRANGE_INFO)->rngtype->type_id : (t))
+#else
+#define ua_bounds_histogram_type(t) (t)
+#endif
+
+/*
  * PostgreSQL 17 added infinite intervals; earlier releases have none.
  */
 #if PG_VERSION_NUM >= 170000
