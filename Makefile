@@ -21,6 +21,7 @@ OBJS = \
 	src/sequences.o \
 	src/stats.o \
 	src/stats_worker.o \
+	src/preflight.o \
 	src/cutover.o \
 	src/cutover_worker.o \
 	src/cutover_steps.o
@@ -29,7 +30,7 @@ EXTENSION = upgrade_assist
 DATA = upgrade_assist--1.0.sql
 PGFILEDESC = "upgrade_assist - major-version upgrade helpers"
 
-REGRESS = install peers markers privileges restore fence sequences stats cutover_support cutover
+REGRESS = install peers markers privileges restore fence sequences stats preflight cutover_support cutover
 # The library must be preloaded: every pg_regress run gets its own temporary
 # server with test/preload.conf.
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=$(srcdir)/test/preload.conf
