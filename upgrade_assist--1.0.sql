@@ -571,6 +571,16 @@ REVOKE ALL ON upgrade_assist.stats_export_rel FROM PUBLIC;
 REVOKE ALL ON upgrade_assist.stats_export_att FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.export_stats() FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.import_stats(text) FROM PUBLIC;
+-- Preflight (run on the primary): what would make a cutover lose or break
+-- data.  With a peer (the subscriber), both sides are compared; it writes
+-- nothing.  The cutover's checks step runs it too.
+
+CREATE FUNCTION upgrade_assist.preflight(peer text DEFAULT NULL)
+RETURNS TABLE (severity text, "check" text, object text, detail text, hint text)
+AS 'MODULE_PATHNAME', 'preflight'
+LANGUAGE C VOLATILE;
+
+REVOKE ALL ON FUNCTION upgrade_assist.preflight(text) FROM PUBLIC;
 
 -- ---------------------------------------------------------------------------
 -- Cutover (run on the cluster that is primary now; rollback is the same call

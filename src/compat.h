@@ -290,4 +290,42 @@ ua_client_connection_lost(void)
 }
 #endif
 
+
+/*
+ * Preflight (preflight.c).  PostgreSQL 15 added row filters and column lists
+ * to publications (pg_publication_rel.prqual, prattrs): this side's query
+ * looks for them from 15 on.  PostgreSQL 15 also added
+ * pg_stat_subscription_stats: the SQL sent to a peer reads it when the
+ * peer's PQserverVersion is 15 or later.
+ */
+#if PG_VERSION_NUM >= 150000
+#define UA_PF_PUBREL_FILTERS \
+	" UNION ALL" \
+	" SELECT 'error', 'row_filter', pg_catalog.format('%I.%I', n.nspname, c.relname)," \
+	"  pg_catalog.format('publication %I publishes only the rows WHERE %s', p.pubname," \
+	"   pg_catalog.pg_get_expr(pr.prqual, pr.prrelid))," \
+	"  'Drop the row filter (ALTER PUBLICATION ... SET TABLE without WHERE): the other rows never reach the peer.'" \
+	"  FROM pg_catalog.pg_publication_rel pr JOIN pubs p ON p.oid = pr.prpubid" \
+	"  JOIN pg_catalog.pg_class c ON c.oid = pr.prrelid" \
+	"  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE pr.prqual IS NOT NULL" \
+	" UNION ALL" \
+	" SELECT 'error', 'column_list', pg_catalog.format('%I.%I', n.nspname, c.relname)," \
+	"  pg_catalog.format('publication %I publishes only the columns %s', p.pubname," \
+	"   (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', ' ORDER BY a.attnum)" \
+	"      FROM pg_catalog.pg_attribute a WHERE a.attrelid = pr.prrelid" \
+	"       AND a.attnum = ANY (pr.prattrs::int2[])))," \
+	"  'Drop the column list: the other columns never reach the peer.'" \
+	"  FROM pg_catalog.pg_publication_rel pr JOIN pubs p ON p.oid = pr.prpubid" \
+	"  JOIN pg_catalog.pg_class c ON c.oid = pr.prrelid" \
+	"  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE pr.prattrs IS NOT NULL"
+#else
+#define UA_PF_PUBREL_FILTERS ""
+#endif
+
+#define UA_PF_PEER_SUB_ERRORS(peer_version) \
+	((peer_version) >= 150000 ? \
+	 "(SELECT pg_catalog.sum(st.apply_error_count + st.sync_error_count)" \
+	 "   FROM pg_catalog.pg_stat_subscription_stats st WHERE st.subid IN (SELECT oid FROM fwd))" : \
+	 "NULL::numeric")
+
 #endif							/* UA_COMPAT_H */

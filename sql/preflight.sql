@@ -1,0 +1,51 @@
+-- preflight(): the single-side checks and bad input.  (Both sides through a
+-- peer, and the cutover refusing: t/010_preflight.pl.)
+CREATE SCHEMA pf;
+CREATE TABLE pf.keyed (id int PRIMARY KEY, note text);
+CREATE TABLE pf.nokey (id int, note text);
+CREATE TABLE pf.nothing (id int PRIMARY KEY);
+ALTER TABLE pf.nothing REPLICA IDENTITY NOTHING;
+CREATE TABLE pf.wide (id int PRIMARY KEY, payload text);
+ALTER TABLE pf.wide REPLICA IDENTITY FULL;
+CREATE UNLOGGED TABLE pf.scratch (id int PRIMARY KEY);
+CREATE TABLE "pf"."Mixed Case" (id int PRIMARY KEY);
+CREATE MATERIALIZED VIEW pf.totals AS SELECT count(*) AS n FROM pf.keyed;
+CREATE FUNCTION pf.touch() RETURNS trigger LANGUAGE plpgsql AS
+    $$BEGIN NEW.note := 'touched'; RETURN NEW; END$$;
+CREATE TRIGGER touch BEFORE INSERT ON pf.keyed FOR EACH ROW EXECUTE FUNCTION pf.touch();
+ALTER TABLE pf.keyed ENABLE ALWAYS TRIGGER touch;
+SELECT lo_create(0) > 0 AS lo_created \gset
+
+-- No publication at all: every table is unpublished, the marker too.
+SELECT severity, "check", object, detail FROM upgrade_assist.preflight()
+ WHERE object LIKE 'pf.%' OR object LIKE '%ON pf.%' OR object LIKE 'upgrade_assist.%'
+    OR "check" = 'large_objects'
+ ORDER BY 1, 2, 3;
+
+-- A publication of some tables that leaves out delete and truncate.
+CREATE PUBLICATION pf_pub FOR TABLE pf.keyed, pf.nokey, pf.wide, upgrade_assist.marker
+    WITH (publish = 'insert, update');
+SELECT lo_unlink(oid) FROM pg_largeobject_metadata;
+SELECT severity, "check", object, detail FROM upgrade_assist.preflight(NULL)
+ WHERE object LIKE 'pf%' OR object LIKE '%ON pf.%' OR object LIKE 'upgrade_assist.%'
+    OR "check" = 'large_objects'
+ ORDER BY 1, 2, 3;
+
+-- Every finding has a known severity and a hint; nothing was written.
+SELECT DISTINCT severity FROM upgrade_assist.preflight() ORDER BY 1;
+SELECT count(*) AS without_hint FROM upgrade_assist.preflight() WHERE hint = '';
+
+-- Bad input.
+\set VERBOSITY sqlstate
+SELECT * FROM upgrade_assist.preflight('no_such_peer');
+CREATE ROLE regress_pf_nobody;
+GRANT USAGE ON SCHEMA upgrade_assist TO regress_pf_nobody;
+SET ROLE regress_pf_nobody;
+SELECT * FROM upgrade_assist.preflight();
+RESET ROLE;
+\set VERBOSITY default
+REVOKE USAGE ON SCHEMA upgrade_assist FROM regress_pf_nobody;
+DROP ROLE regress_pf_nobody;
+
+DROP PUBLICATION pf_pub;
+DROP SCHEMA pf CASCADE;

@@ -1,0 +1,494 @@
+/*-------------------------------------------------------------------------
+ *
+ * preflight.c
+ *	  preflight(): what would make a cutover lose or break data.  Run on the
+ *	  primary; with a peer (the subscriber), both sides are compared.
+ *
+ * The checks are catalog queries that return finding rows (severity,
+ * check, object, detail, hint) themselves.  With a peer, the peer's side
+ * is read in one round trip (one JSON document: its forward subscription,
+ * tables, columns, sequences, extensions and CHECK constraints) and
+ * compared here in SQL; the checks that apply to both sides (the reverse
+ * direction publishes from the peer) run here and, as one more round trip,
+ * on the peer.  Nothing is written anywhere.
+ *
+ * No shared state.
+ *
+ * IDENTIFICATION
+ *	  src/preflight.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/tuplestore.h"
+
+#include "compat.h"
+#include "cutover.h"
+#include "preflight.h"
+#include "remote.h"
+#include "util.h"
+
+PG_FUNCTION_INFO_V1(preflight);
+
+/* Every check name, as README documents them. */
+static const char *const ua_pf_checks[] = {
+	"unlogged_table", "no_primary_key", "replica_identity_full", "apply_trigger",
+	"setting", "not_published", "marker_not_published", "publish_actions",
+	"row_filter", "column_list", "partition_layout", "large_objects",
+	"materialized_view", "long_transaction", "forward_subscription",
+	"subscription_state", "apply_errors", "missing_table", "missing_column",
+	"extra_column", "column_type", "generated_column", "peer_constraint",
+	"missing_sequence", "missing_extension", "extension_version", NULL
+};
+
+/* Schemas and relations the checks look at: users', not the system's or ours. */
+#define UA_PF_USER_REL(c, n) \
+	" " n ".nspname NOT IN ('pg_catalog', 'information_schema', 'upgrade_assist')" \
+	" AND " n ".nspname !~ '^pg_(toast|temp_|toast_temp_)'" \
+	" AND " c ".relpersistence <> 't'" \
+	" AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e" \
+	"   WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass" \
+	"     AND e.objid = " c ".oid AND e.deptype = 'e')"
+
+/*
+ * Checks of one side, run here and on the peer (13 and later): $1 names the
+ * side in the details, $2 is 'publisher' here and 'subscriber' on the peer.
+ */
+static const char ua_pf_side_sql[] =
+	"WITH t AS ("
+	" SELECT c.oid, n.nspname, c.relname, c.relkind, c.relpersistence, c.relreplident"
+	"   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	"  WHERE c.relkind IN ('r', 'p') AND" UA_PF_USER_REL("c", "n") ")"
+	" SELECT 'error', 'unlogged_table', pg_catalog.format('%I.%I', nspname, relname),"
+	"  pg_catalog.format('unlogged table %s: logical replication does not carry it', $1::text),"
+	"  'Make it logged (ALTER TABLE ... SET LOGGED), or copy it by hand after the cutover.'"
+	"  FROM t WHERE relpersistence = 'u'"
+	" UNION ALL"
+	" SELECT 'warning', 'no_primary_key', pg_catalog.format('%I.%I', nspname, relname),"
+	"  pg_catalog.format('no primary key and replica identity %s %s: while published, its UPDATE and DELETE fail on the publisher (inserts still replicate)',"
+	"   CASE relreplident WHEN 'n' THEN 'NOTHING' ELSE 'DEFAULT' END, $1::text),"
+	"  'Add a primary key, or ALTER TABLE ... REPLICA IDENTITY USING INDEX (a unique index on NOT NULL columns) or FULL.'"
+	"  FROM t WHERE relkind = 'r' AND relpersistence = 'p'"
+	"   AND (relreplident = 'n' OR (relreplident = 'd' AND NOT EXISTS"
+	"    (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = t.oid AND i.indisprimary)))"
+	" UNION ALL"
+	" SELECT 'warning', 'apply_trigger',"
+	"  pg_catalog.format('%I ON %I.%I', tg.tgname, t.nspname, t.relname),"
+	"  pg_catalog.format('trigger fires on apply (ENABLE %s) %s', CASE tg.tgenabled WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END, $1::text),"
+	"  'Whether it changes replicated rows cannot be known: read it, and disable it or make it an ordinary trigger if it must not fire on apply.'"
+	"  FROM pg_catalog.pg_trigger tg JOIN t ON t.oid = tg.tgrelid"
+	" WHERE NOT tg.tgisinternal AND tg.tgenabled IN ('A', 'R')"
+	" UNION ALL"
+	" SELECT 'error', 'setting', 'wal_level',"
+	"  pg_catalog.format('wal_level is %s %s: logical replication needs logical', pg_catalog.current_setting('wal_level'), $1::text),"
+	"  'Set wal_level = logical and restart: the cutover''s reverse direction publishes from the new side.'"
+	" WHERE pg_catalog.current_setting('wal_level') <> 'logical'"
+	" UNION ALL"
+	" SELECT 'error', 'setting', 'shared_preload_libraries',"
+	"  pg_catalog.format('upgrade_assist is not preloaded %s', $1::text),"
+	"  'Add upgrade_assist to shared_preload_libraries and restart.'"
+	" WHERE NOT ('upgrade_assist' = ANY (pg_catalog.string_to_array(pg_catalog.translate("
+	"   pg_catalog.current_setting('shared_preload_libraries'), ' \"', ''), ',')))"
+	" UNION ALL"
+	" SELECT 'error', 'setting', 'max_replication_slots',"
+	"  pg_catalog.format('no replication slot free %s (max_replication_slots %s, %s in use): the reverse direction needs one',"
+	"   $1::text, pg_catalog.current_setting('max_replication_slots'), s.n),"
+	"  'Raise max_replication_slots (restart).'"
+	"  FROM (SELECT pg_catalog.count(*) AS n FROM pg_catalog.pg_replication_slots) s"
+	" WHERE $2::text = 'subscriber' AND s.n >= pg_catalog.current_setting('max_replication_slots')::int"
+	" UNION ALL"
+	" SELECT 'error', 'setting', 'max_wal_senders',"
+	"  pg_catalog.format('no WAL sender free %s (max_wal_senders %s, %s in use): the reverse direction needs one',"
+	"   $1::text, pg_catalog.current_setting('max_wal_senders'), s.n),"
+	"  'Raise max_wal_senders (restart).'"
+	"  FROM (SELECT pg_catalog.count(*) AS n FROM pg_catalog.pg_stat_replication) s"
+	" WHERE $2::text = 'subscriber' AND s.n >= pg_catalog.current_setting('max_wal_senders')::int"
+	" UNION ALL"
+	" SELECT 'error', 'setting', 'max_logical_replication_workers',"
+	"  pg_catalog.format('max_logical_replication_workers is %s %s, with %s enabled subscriptions: the reverse subscription needs one more',"
+	"   pg_catalog.current_setting('max_logical_replication_workers'), $1::text, s.n),"
+	"  'Raise max_logical_replication_workers (restart).'"
+	"  FROM (SELECT pg_catalog.count(*) AS n FROM pg_catalog.pg_subscription WHERE subenabled) s"
+	" WHERE $2::text = 'publisher' AND s.n >= pg_catalog.current_setting('max_logical_replication_workers')::int"
+	" UNION ALL"
+	" SELECT 'error', 'setting', 'max_worker_processes',"
+	"  pg_catalog.format('max_worker_processes is %s %s, with %s background workers running: the cutover needs two more',"
+	"   pg_catalog.current_setting('max_worker_processes'), $1::text, s.n),"
+	"  'Raise max_worker_processes (restart).'"
+	"  FROM (SELECT pg_catalog.count(*) AS n FROM pg_catalog.pg_stat_activity"
+	"         WHERE backend_type NOT IN ('client backend', 'autovacuum launcher', 'autovacuum worker',"
+	"          'walsender', 'checkpointer', 'background writer', 'walwriter', 'startup', 'archiver',"
+	"          'logger', 'stats collector', 'walsummarizer', 'io worker', 'slotsync worker',"
+	"          'walreceiver', 'standalone backend')) s"
+	" WHERE $2::text = 'publisher' AND s.n + 2 > pg_catalog.current_setting('max_worker_processes')::int";
+
+/*
+ * The peer's side, as one JSON document (13 and later; $1: the logical
+ * slots of this database, so that the forward subscription is the one
+ * that uses one of them).  %s: the apply error count (UA_PF_PEER_SUB_ERRORS).
+ */
+static const char ua_pf_peer_sql[] =
+	"WITH fwd AS ("
+	" SELECT s.oid, s.subname, s.subpublications FROM pg_catalog.pg_subscription s"
+	"  JOIN pg_catalog.pg_database d ON d.oid = s.subdbid"
+	" WHERE d.datname = pg_catalog.current_database() AND s.subenabled"
+	"   AND s.subslotname::text = ANY ($1::text[])),"
+	" r AS ("
+	" SELECT c.oid, n.nspname AS n, c.relname AS r, c.relkind AS k"
+	"   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	"  WHERE c.relkind IN ('r', 'p', 'S') AND" UA_PF_USER_REL("c", "n") ")"
+	" SELECT pg_catalog.json_build_object("
+	"  'v', pg_catalog.current_setting('server_version_num')::int,"
+	"  'subs', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('name', subname, 'pubs', subpublications)) FROM fwd),"
+	"  'notready', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('n', n.nspname, 'r', c.relname, 's', sr.srsubstate))"
+	"    FROM pg_catalog.pg_subscription_rel sr JOIN pg_catalog.pg_class c ON c.oid = sr.srrelid"
+	"    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	"   WHERE sr.srsubid IN (SELECT oid FROM fwd) AND sr.srsubstate <> 'r'),"
+	"  'errors', %s,"
+	"  'rels', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('n', n, 'r', r, 'k', k,"
+	"    'ix', EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid"
+	"      JOIN pg_catalog.pg_am am ON am.oid = ic.relam"
+	"     WHERE i.indrelid = r.oid AND am.amname = 'btree' AND i.indpred IS NULL AND i.indexprs IS NULL)))"
+	"    FROM r),"
+	"  'cols', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('n', n, 'r', r, 'a', a.attname,"
+	"    't', pg_catalog.format_type(a.atttypid, a.atttypmod), 'c', ty.typcategory, 'g', a.attgenerated,"
+	"    'nn', a.attnotnull, 'd', a.atthasdef))"
+	"    FROM r JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid"
+	"    JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid"
+	"   WHERE r.k <> 'S' AND a.attnum > 0 AND NOT a.attisdropped),"
+	"  'checks', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('n', n, 'r', r, 'name', co.conname,"
+	"    'd', pg_catalog.pg_get_constraintdef(co.oid)))"
+	"    FROM r JOIN pg_catalog.pg_constraint co ON co.conrelid = r.oid WHERE co.contype = 'c'),"
+	"  'exts', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('e', extname, 'v', extversion))"
+	"    FROM pg_catalog.pg_extension))::text";
+
+/*
+ * Checks of this side as the publisher, and the comparison with the peer:
+ * $1 the peer's JSON document (NULL: single side, every publication here
+ * counts), $2 the cutover's drain timeout in ms.
+ */
+static const char ua_pf_local_sql[] =
+	"WITH peer AS (SELECT $1::json AS j),"
+	" fwd AS (SELECT s FROM peer, pg_catalog.json_array_elements(j->'subs') s"
+	"  WHERE pg_catalog.json_typeof(j->'subs') = 'array' AND pg_catalog.json_array_length(j->'subs') = 1),"
+	" pubs AS (SELECT p.* FROM pg_catalog.pg_publication p"
+	"  WHERE NOT EXISTS (SELECT 1 FROM fwd)"
+	"     OR p.pubname IN (SELECT pg_catalog.json_array_elements_text(s->'pubs') FROM fwd)),"
+	" pt AS (SELECT DISTINCT c.oid, c.relkind, c.relispartition, c.relreplident,"
+	"   pt.schemaname::text AS n, pt.tablename::text AS r"
+	"  FROM pg_catalog.pg_publication_tables pt"
+	"  JOIN pg_catalog.pg_namespace ns ON ns.nspname = pt.schemaname"
+	"  JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = pt.tablename"
+	"  WHERE pt.pubname IN (SELECT pubname FROM pubs)),"
+	" t AS ("
+	" SELECT c.oid, n.nspname, c.relname, c.relkind, c.relpersistence, c.relreplident"
+	"   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	"  WHERE c.relkind IN ('r', 'p', 'm', 'S') AND" UA_PF_USER_REL("c", "n") "),"
+	" prels AS (SELECT x.* FROM peer, pg_catalog.json_to_recordset(j->'rels') AS x(n text, r text, k text, ix bool)"
+	"  WHERE pg_catalog.json_typeof(j->'rels') = 'array'),"
+	" pcols AS (SELECT x.* FROM peer, pg_catalog.json_to_recordset(j->'cols')"
+	"   AS x(n text, r text, a text, t text, c text, g text, nn bool, d bool)"
+	"  WHERE pg_catalog.json_typeof(j->'cols') = 'array'),"
+	" lcols AS (SELECT pt.n, pt.r, a.attname::text AS a, pg_catalog.format_type(a.atttypid, a.atttypmod) AS t,"
+	"   ty.typcategory::text AS c, a.attgenerated::text AS g, a.attnotnull AS nn"
+	"  FROM pt JOIN pg_catalog.pg_attribute a ON a.attrelid = pt.oid"
+	"  JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid"
+	"  WHERE a.attnum > 0 AND NOT a.attisdropped AND pt.relkind IN ('r', 'p') AND pt.n <> 'upgrade_assist'"
+	"    AND (pt.n, pt.r) IN (SELECT n, r FROM prels))"
+	/* forward subscription and its health */
+	" SELECT 'error', 'forward_subscription', '',"
+	"  CASE WHEN j->'subs' IS NULL OR pg_catalog.json_typeof(j->'subs') <> 'array'"
+	"   THEN 'no enabled subscription on the peer replicates from this database'"
+	"   ELSE pg_catalog.format('%s enabled subscriptions on the peer replicate from this database', pg_catalog.json_array_length(j->'subs')) END,"
+	"  'Subscribe the peer to a publication of this database (one subscription), and enable it.'"
+	"  FROM peer WHERE j IS NOT NULL AND NOT EXISTS (SELECT 1 FROM fwd)"
+	" UNION ALL"
+	" SELECT 'error', 'subscription_state', pg_catalog.format('%I.%I', x.n, x.r),"
+	"  pg_catalog.format('table is in state %s on the peer, not r (ready): its initial copy is not done', x.s),"
+	"  'Wait until every table of the subscription is ready (pg_subscription_rel.srsubstate = ''r'' on the peer).'"
+	"  FROM peer, pg_catalog.json_to_recordset(j->'notready') AS x(n text, r text, s text)"
+	" WHERE pg_catalog.json_typeof(j->'notready') = 'array'"
+	" UNION ALL"
+	" SELECT 'warning', 'apply_errors', (SELECT s->>'name' FROM fwd),"
+	"  pg_catalog.format('the forward subscription has counted %s apply or sync errors on the peer', j->>'errors'),"
+	"  'Read the peer''s server log; pg_stat_reset_subscription_stats() there once the cause is gone.'"
+	"  FROM peer WHERE (j->>'errors')::numeric > 0"
+	/* what replication does not carry, or not entirely */
+	" UNION ALL"
+	" SELECT 'error', 'not_published', pg_catalog.format('%I.%I', t.nspname, t.relname),"
+	"  CASE WHEN j IS NULL THEN 'table is in no publication here' ELSE 'table is in no publication of the forward subscription' END,"
+	"  'Add it to the publication (ALTER PUBLICATION ... ADD TABLE), or publish FOR ALL TABLES.'"
+	"  FROM t, peer WHERE t.relkind = 'r' AND t.relpersistence = 'p'"
+	"   AND t.oid NOT IN (SELECT oid FROM pt)"
+	"   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors(t.oid) an"
+	"                    WHERE an.relid IN (SELECT oid FROM pt))"
+	" UNION ALL"
+	" SELECT 'error', 'marker_not_published', 'upgrade_assist.marker',"
+	"  'table upgrade_assist.marker is in no publication' || CASE WHEN j IS NULL THEN ' here' ELSE ' of the forward subscription' END,"
+	"  'Add upgrade_assist.marker to the publication: round trips and the cutover prove replication with markers.'"
+	"  FROM peer WHERE NOT EXISTS (SELECT 1 FROM pt WHERE pt.oid = 'upgrade_assist.marker'::pg_catalog.regclass)"
+	" UNION ALL"
+	" SELECT 'error', 'publish_actions', pg_catalog.quote_ident(p.pubname),"
+	"  pg_catalog.format('publication does not publish %s', pg_catalog.concat_ws(', ',"
+	"   CASE WHEN NOT p.pubinsert THEN 'insert' END, CASE WHEN NOT p.pubupdate THEN 'update' END,"
+	"   CASE WHEN NOT p.pubdelete THEN 'delete' END, CASE WHEN NOT p.pubtruncate THEN 'truncate' END)),"
+	"  'ALTER PUBLICATION ... SET (publish = ''insert, update, delete, truncate'').'"
+	"  FROM pubs p WHERE NOT (p.pubinsert AND p.pubupdate AND p.pubdelete AND p.pubtruncate)"
+	UA_PF_PUBREL_FILTERS
+	" UNION ALL"
+	" SELECT 'error', 'large_objects', 'pg_largeobject',"
+	"  pg_catalog.format('%s large objects (%s in pg_largeobject): logical replication does not carry them',"
+	"   pg_catalog.count(*), pg_catalog.pg_size_pretty(pg_catalog.pg_relation_size('pg_catalog.pg_largeobject'))),"
+	"  'Copy them by hand (pg_dump --large-objects ... | pg_restore) after the fence and before writes move, or store them in bytea columns.'"
+	"  FROM pg_catalog.pg_largeobject_metadata HAVING pg_catalog.count(*) > 0"
+	" UNION ALL"
+	" SELECT 'warning', 'materialized_view', pg_catalog.format('%I.%I', t.nspname, t.relname),"
+	"  'materialized view: logical replication does not carry its contents',"
+	"  'REFRESH MATERIALIZED VIEW on the new side after the cutover.'"
+	"  FROM t WHERE t.relkind = 'm'"
+	" UNION ALL"
+	" SELECT 'warning', 'long_transaction', pg_catalog.format('pid %s', a.pid),"
+	"  pg_catalog.format('write transaction open since %s (%s), longer than the drain timeout: the cutover''s drain would terminate it',"
+	"   a.xact_start, pg_catalog.now() - a.xact_start),"
+	"  'Let it finish before the cutover, or raise upgrade_assist.cutover_drain_timeout.'"
+	"  FROM pg_catalog.pg_stat_activity a"
+	" WHERE a.datname = pg_catalog.current_database() AND a.pid <> pg_catalog.pg_backend_pid()"
+	"   AND a.backend_xid IS NOT NULL"
+	"   AND a.xact_start < pg_catalog.now() - pg_catalog.make_interval(secs => $2::float8 / 1000)"
+	" UNION ALL"
+	" SELECT CASE WHEN j IS NULL OR (j->>'v')::int < 160000 OR NOT coalesce(pr.ix, false) THEN 'warning' ELSE 'info' END,"
+	"  'replica_identity_full', pg_catalog.format('%I.%I', pt.n, pt.r),"
+	"  pg_catalog.format('replica identity FULL (%s): %s', pg_catalog.pg_size_pretty(pg_catalog.pg_total_relation_size(pt.oid)),"
+	"   CASE WHEN j IS NULL THEN 'on a subscriber before 16 or without a usable index, every UPDATE and DELETE is a full scan there'"
+	"    WHEN (j->>'v')::int < 160000 THEN 'the peer is before 16: every UPDATE and DELETE is a full scan there'"
+	"    WHEN NOT coalesce(pr.ix, false) THEN 'the peer has no btree index for it: every UPDATE and DELETE is a full scan there'"
+	"    ELSE 'the peer (16+) can use a btree index for it' END),"
+	"  'Add a primary key (or a unique index and REPLICA IDENTITY USING INDEX).'"
+	"  FROM pt CROSS JOIN peer LEFT JOIN prels pr ON pr.n = pt.n AND pr.r = pt.r"
+	" WHERE pt.relreplident = 'f'"
+	/* the peer's tables */
+	" UNION ALL"
+	" SELECT 'error', CASE WHEN pt.relispartition OR pt.relkind = 'p' THEN 'partition_layout' ELSE 'missing_table' END,"
+	"  pg_catalog.format('%I.%I', pt.n, pt.r),"
+	"  CASE WHEN pt.relispartition OR pt.relkind = 'p'"
+	"   THEN pg_catalog.format('changes are published as %s (publish_via_partition_root is %s) and the peer has no such table',"
+	"    pg_catalog.format('%I.%I', pt.n, pt.r),"
+	"    CASE WHEN EXISTS (SELECT 1 FROM pubs WHERE pubviaroot) THEN 'on' ELSE 'off' END)"
+	"   ELSE 'published table is missing on the peer' END,"
+	"  'Create it on the peer (the schema first: pg_dump --schema-only), or make both sides'' partition layouts agree with publish_via_partition_root.'"
+	"  FROM pt, peer WHERE j IS NOT NULL AND pt.relkind IN ('r', 'p')"
+	"   AND NOT EXISTS (SELECT 1 FROM prels pr WHERE pr.n = pt.n AND pr.r = pt.r)"
+	"   AND pt.n <> 'upgrade_assist'"
+	" UNION ALL"
+	" SELECT CASE WHEN l.g <> '' THEN 'info' ELSE 'error' END, 'missing_column', pg_catalog.format('%I.%I.%I', l.n, l.r, l.a),"
+	"  'column is missing on the peer', 'ALTER TABLE ... ADD COLUMN on the peer: apply fails on a column it does not have.'"
+	"  FROM lcols l WHERE l.g = '' AND NOT EXISTS (SELECT 1 FROM pcols p WHERE p.n = l.n AND p.r = l.r AND p.a = l.a)"
+	" UNION ALL"
+	" SELECT CASE WHEN p.nn AND NOT p.d AND p.g = '' THEN 'error' ELSE 'warning' END, 'extra_column',"
+	"  pg_catalog.format('%I.%I.%I', p.n, p.r, p.a),"
+	"  CASE WHEN p.nn AND NOT p.d AND p.g = '' THEN 'the peer has this column NOT NULL without a default and this side has no such column: every insert fails there'"
+	"   ELSE 'the peer has this column and this side does not: it gets its default there' END,"
+	"  'Make both sides'' columns the same.'"
+	"  FROM pcols p WHERE (p.n, p.r) IN (SELECT n, r FROM lcols)"
+	"   AND NOT EXISTS (SELECT 1 FROM lcols l WHERE p.n = l.n AND p.r = l.r AND p.a = l.a)"
+	" UNION ALL"
+	" SELECT CASE WHEN (l.c = 'S' AND p.c = 'S')"
+	"   OR pg_catalog.regexp_replace(l.t, '\\(.*\\)', '') = pg_catalog.regexp_replace(p.t, '\\(.*\\)', '')"
+	"   THEN 'warning' ELSE 'error' END, 'column_type', pg_catalog.format('%I.%I.%I', l.n, l.r, l.a),"
+	"  pg_catalog.format('type is %s here and %s on the peer', l.t, p.t),"
+	"  'Give the column the same type on both sides (values that do not fit stop the apply or are changed by it).'"
+	"  FROM lcols l JOIN pcols p ON p.n = l.n AND p.r = l.r AND p.a = l.a WHERE l.t <> p.t"
+	" UNION ALL"
+	" SELECT CASE WHEN l.g <> '' THEN 'error' ELSE 'warning' END, 'generated_column', pg_catalog.format('%I.%I.%I', l.n, l.r, l.a),"
+	"  CASE WHEN l.g <> '' THEN 'column is generated here and not on the peer: its values are not replicated, the peer''s stay empty'"
+	"   ELSE 'column is generated on the peer and not here: the peer computes its own values' END,"
+	"  'Make the column generated (or not) on both sides.'"
+	"  FROM lcols l JOIN pcols p ON p.n = l.n AND p.r = l.r AND p.a = l.a WHERE (l.g <> '') <> (p.g <> '')"
+	" UNION ALL"
+	" SELECT 'warning', 'peer_constraint', pg_catalog.format('%I.%I.%I', l.n, l.r, l.a),"
+	"  'column is NOT NULL on the peer and nullable here: a row with NULL stops the apply',"
+	"  'Check that no row has NULL here (and add the NOT NULL here too), or drop it on the peer.'"
+	"  FROM lcols l JOIN pcols p ON p.n = l.n AND p.r = l.r AND p.a = l.a"
+	" WHERE p.nn AND NOT l.nn AND l.g = '' AND p.g = ''"
+	" UNION ALL"
+	" SELECT 'warning', 'peer_constraint', pg_catalog.format('%I ON %I.%I', x.name, x.n, x.r),"
+	"  pg_catalog.format('the peer has %s and this side does not: a row that violates it stops the apply', x.d),"
+	"  'Check the data here against it (and add it here too), or drop it on the peer.'"
+	"  FROM peer, pg_catalog.json_to_recordset(j->'checks') AS x(n text, r text, name text, d text)"
+	" WHERE pg_catalog.json_typeof(j->'checks') = 'array' AND (x.n, x.r) IN (SELECT n, r FROM lcols)"
+	"   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint co JOIN pt ON pt.oid = co.conrelid"
+	"    WHERE pt.n = x.n AND pt.r = x.r AND co.contype = 'c' AND pg_catalog.pg_get_constraintdef(co.oid) = x.d)"
+	/* what logical replication never carries */
+	" UNION ALL"
+	" SELECT 'error', 'missing_sequence', pg_catalog.format('%I.%I', t.nspname, t.relname),"
+	"  'sequence used by a column here is missing on the peer: the cutover cannot move it forward there',"
+	"  'Create it on the peer (the schema first: pg_dump --schema-only).'"
+	"  FROM t, peer WHERE j IS NOT NULL AND t.relkind = 'S'"
+	"   AND (EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
+	"         WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = t.oid"
+	"           AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i'))"
+	"     OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
+	"         WHERE d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND d.refobjid = t.oid"
+	"           AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass))"
+	"   AND NOT EXISTS (SELECT 1 FROM prels pr WHERE pr.k = 'S' AND pr.n = t.nspname AND pr.r = t.relname)"
+	" UNION ALL"
+	" SELECT CASE WHEN x.e IS NULL THEN 'error' ELSE 'warning' END,"
+	"  CASE WHEN x.e IS NULL THEN 'missing_extension' ELSE 'extension_version' END,"
+	"  pg_catalog.quote_ident(e.extname),"
+	"  CASE WHEN x.e IS NULL THEN pg_catalog.format('extension %s is installed here and not on the peer', e.extversion)"
+	"   ELSE pg_catalog.format('extension is version %s here and %s on the peer', e.extversion, x.v) END,"
+	"  CASE WHEN x.e IS NULL THEN 'CREATE EXTENSION on the peer.' ELSE 'ALTER EXTENSION ... UPDATE on the peer.' END"
+	"  FROM pg_catalog.pg_extension e CROSS JOIN peer"
+	"  LEFT JOIN pg_catalog.json_to_recordset(CASE WHEN pg_catalog.json_typeof(j->'exts') = 'array' THEN j->'exts' END)"
+	"   AS x(e text, v text) ON x.e = e.extname"
+	" WHERE j IS NOT NULL AND (x.e IS NULL OR (x.v <> e.extversion"
+	"   AND (x.v !~ '^[0-9]+(\\.[0-9]+)*$' OR e.extversion !~ '^[0-9]+(\\.[0-9]+)*$'"
+	"        OR pg_catalog.string_to_array(x.v, '.')::int[] < pg_catalog.string_to_array(e.extversion, '.')::int[])))";
+
+/*
+ * ua_preflight_check_known
+ *		Is check the name of a preflight check?
+ */
+bool
+ua_preflight_check_known(const char *check)
+{
+	for (int i = 0; ua_pf_checks[i] != NULL; i++)
+		if (strcmp(ua_pf_checks[i], check) == 0)
+			return true;
+	return false;
+}
+
+/* Hand the rows of the SPI result (five text columns) to emit. */
+static void
+ua_pf_emit_spi(UaFindingFn emit, void *arg)
+{
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *v[5];
+
+		for (int c = 0; c < 5; c++)
+		{
+			v[c] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, c + 1);
+			if (v[c] == NULL)
+				v[c] = "";
+		}
+		emit(arg, v[0], v[1], v[2], v[3], v[4]);
+	}
+}
+
+/*
+ * ua_preflight_run
+ *		Run every check and hand each finding to emit.  With peer (not NULL)
+ *		the peer's side is read and compared; deadline bounds each statement
+ *		on the peer (0: none besides the connect timeout).
+ *
+ *		The caller is in a transaction and connected to SPI.  Throws the
+ *		peer lookup's errors (42704 for an unknown peer), the connection's
+ *		(08xxx) and the peer's own.
+ */
+void
+ua_preflight_run(const char *peer, TimestampTz deadline, UaFindingFn emit, void *arg)
+{
+	char	   *peer_doc = NULL;
+	char	   *side = NULL;
+	char		drain[32];
+	const char *args[2];
+
+	if (peer != NULL)
+	{
+		PGconn	   *conn;
+		PGresult   *res;
+		char	   *slots;
+		StringInfoData sql;
+
+		ua_peer_check(peer);
+		side = psprintf("on peer \"%s\"", peer);
+
+		/* The logical slots of this database: the forward one is among them. */
+		ua_spi_exec("SELECT coalesce(pg_catalog.array_agg(slot_name::text), '{}')::text"
+					"  FROM pg_catalog.pg_replication_slots"
+					" WHERE slot_type = 'logical' AND database = pg_catalog.current_database()",
+					0, NULL, true);
+		slots = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		conn = ua_peer_connect(peer, deadline);
+		initStringInfo(&sql);
+		appendStringInfo(&sql, ua_pf_peer_sql, UA_PF_PEER_SUB_ERRORS(PQserverVersion(conn)));
+		args[0] = slots;
+		res = ua_peer_query(peer, sql.data, 1, args, deadline);
+		peer_doc = pstrdup(PQgetvalue(res, 0, 0));
+		PQclear(res);
+
+		/* The peer publishes after the cutover: its own side's checks. */
+		args[0] = side;
+		args[1] = "subscriber";
+		res = ua_peer_query(peer, ua_pf_side_sql, 2, args, deadline);
+		for (int i = 0; i < PQntuples(res); i++)
+			emit(arg, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+				 PQgetvalue(res, i, 3), PQgetvalue(res, i, 4));
+		PQclear(res);
+	}
+
+	args[0] = "here";
+	args[1] = "publisher";
+	ua_spi_exec(ua_pf_side_sql, 2, args, true);
+	ua_pf_emit_spi(emit, arg);
+
+	snprintf(drain, sizeof(drain), "%d", ua_cutover_drain_ms);
+	args[0] = peer_doc;
+	args[1] = drain;
+	ua_spi_exec(ua_pf_local_sql, 2, args, true);
+	ua_pf_emit_spi(emit, arg);
+}
+
+/* Finding into the tuplestore of preflight(). */
+typedef struct UaPfStore
+{
+	Tuplestorestate *store;
+	TupleDesc	tupdesc;
+} UaPfStore;
+
+static void
+ua_pf_store(void *arg, const char *severity, const char *check, const char *object,
+			const char *detail, const char *hint)
+{
+	UaPfStore  *s = (UaPfStore *) arg;
+	Datum		values[5];
+	bool		nulls[5] = {false};
+
+	values[0] = CStringGetTextDatum(severity);
+	values[1] = CStringGetTextDatum(check);
+	values[2] = CStringGetTextDatum(object);
+	values[3] = CStringGetTextDatum(detail);
+	values[4] = CStringGetTextDatum(hint);
+	tuplestore_putvalues(s->store, s->tupdesc, values, nulls);
+}
+
+/*
+ * preflight(peer text DEFAULT NULL)
+ *		returns setof (severity, check, object, detail, hint)
+ *
+ *		Every finding of the checks; NULL peer: this side only.  Writes
+ *		nothing.  Errors: those of ua_preflight_run.
+ */
+Datum
+preflight(PG_FUNCTION_ARGS)
+{
+	char	   *peer = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
+	UaPfStore	s;
+
+	if (peer != NULL)
+		ua_peer_check(peer);
+	s.store = ua_materialize_srf(fcinfo, &s.tupdesc);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ua_preflight_run(peer, 0, ua_pf_store, &s);
+	SPI_finish();
+	PG_RETURN_NULL();
+}
