@@ -531,8 +531,9 @@ rebuild_stats(PG_FUNCTION_ARGS)
  * cancel_stats_rebuild() returns boolean
  *		Stop the run active in this database: mark it cancelled (in the
  *		caller's transaction) and interrupt its workers, which exit within
- *		moments, also in the middle of an ANALYZE.  Returns false when no run
- *		is active here.
+ *		moments, also in the middle of an ANALYZE.  Returns whether a run
+ *		was marked cancelled: false when no run is active here, or when it
+ *		ended before the mark.
  */
 Datum
 cancel_stats_rebuild(PG_FUNCTION_ARGS)
@@ -540,6 +541,7 @@ cancel_stats_rebuild(PG_FUNCTION_ARGS)
 	int64		run_id = 0;
 	int			pids[UA_STATS_MAX_JOBS];
 	int			npids = 0;
+	volatile bool cancelled = false;
 
 	ua_require_preloaded(ua_stats);
 
@@ -574,10 +576,11 @@ cancel_stats_rebuild(PG_FUNCTION_ARGS)
 	ua_fence_exempt_begin();
 	PG_TRY();
 	{
-		ua_stats_spi_exec_id("UPDATE upgrade_assist.stats_run"
-							 "   SET state = 'cancelled', ended_at = now()"
-							 " WHERE run_id = $1 AND state = 'running'",
-							 run_id, SPI_OK_UPDATE);
+		/* A run that ended meanwhile stays as it ended: nothing cancelled. */
+		cancelled = ua_stats_spi_exec_id("UPDATE upgrade_assist.stats_run"
+										 "   SET state = 'cancelled', ended_at = now()"
+										 " WHERE run_id = $1 AND state = 'running'",
+										 run_id, SPI_OK_UPDATE) > 0;
 	}
 	PG_FINALLY();
 	{
@@ -585,7 +588,7 @@ cancel_stats_rebuild(PG_FUNCTION_ARGS)
 	}
 	PG_END_TRY();
 	SPI_finish();
-	PG_RETURN_BOOL(true);
+	PG_RETURN_BOOL(cancelled);
 }
 
 /*
