@@ -418,6 +418,19 @@ CREATE TABLE public.t_bigserial (
 
 =pod
 
+=item ledger_schema()
+
+The SQL that creates the tables of @LEDGER_TABLES (and their sequences).
+
+=cut
+
+sub ledger_schema
+{
+	return $ledger_schema;
+}
+
+=pod
+
 =item cutover_pair(old_name => 'old', new_name => 'new', old_install => dir, schema => sql)
 
 Create two nodes (node(); old with install_path old_install when set) and set
