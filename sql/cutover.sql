@@ -19,6 +19,8 @@ SELECT * FROM upgrade_assist.cutover('cutover_down', timeout => '-1s');
 SELECT * FROM upgrade_assist.cutover('cutover_down', timeout => NULL);
 SELECT * FROM upgrade_assist.cutover('cutover_down', sequence_margin => -1);
 SELECT * FROM upgrade_assist.cutover('cutover_down', reverse => NULL);
+SELECT * FROM upgrade_assist.cutover('cutover_down', on_abort => NULL);
+SELECT * FROM upgrade_assist.cutover('cutover_down', on_abort => 'ignore');
 SET upgrade_assist.cutover_pause_before = 'no such step';
 -- Not in a transaction that has written: the drain would wait for it.
 BEGIN;
@@ -28,13 +30,19 @@ ROLLBACK;
 \set VERBOSITY default
 SELECT count(*) FROM upgrade_assist.cutover_history;
 
--- The peer is down: the checks fail, nothing is touched, the call returns
--- its rows (and a WARNING) instead of failing.  (The NOTICEs quote libpq,
--- whose wording differs between versions.)
+-- The peer is down: the checks fail, nothing is touched, and the call fails
+-- with 40000 (transaction_rollback) once its steps are reported, so that a
+-- script stops.  (The NOTICEs and the DETAIL quote libpq, whose wording
+-- differs between versions.)
 SET client_min_messages = warning;
+\set VERBOSITY sqlstate
+SELECT * FROM upgrade_assist.cutover('cutover_down');
+-- With on_abort => 'warning' the call returns its rows (and a WARNING).
+\set VERBOSITY terse
 SELECT step, status, started_at IS NOT NULL AS ran,
        detail LIKE 'could not connect to peer "cutover_down"%' AS why
-  FROM upgrade_assist.cutover('cutover_down');
+  FROM upgrade_assist.cutover('cutover_down', on_abort => 'warning');
+\set VERBOSITY default
 SELECT attempt, peer, outcome, failed_step, blackout, fenced_at,
        finished_at >= started_at AS finished,
        jsonb_array_length(steps) AS steps
@@ -42,8 +50,12 @@ SELECT attempt, peer, outcome, failed_step, blackout, fenced_at,
 SELECT fenced FROM upgrade_assist.fence_status;
 INSERT INTO cutover_t VALUES (1);
 
--- A dry run is not recorded.
+-- A dry run is not recorded.  One that fails fails the call too (40000).
+\set VERBOSITY sqlstate
 SELECT step, status FROM upgrade_assist.cutover('cutover_down', dry_run => true);
+\set VERBOSITY terse
+SELECT step, status FROM upgrade_assist.cutover('cutover_down', dry_run => true, on_abort => 'warning');
+\set VERBOSITY default
 SELECT count(*) FROM upgrade_assist.cutover_history;
 RESET client_min_messages;
 

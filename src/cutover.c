@@ -296,15 +296,21 @@ ua_cutover_wait(BackgroundWorkerHandle *handle, bool *reported)
 }
 
 /*
- * cutover(peer, max_lag, timeout, sequence_margin, reverse, dry_run)
+ * cutover(peer, max_lag, timeout, sequence_margin, reverse, dry_run, on_abort)
  *		returns setof (step, status, started_at, duration, detail)
  *
- *		Start the cutover worker and report its steps.  A failed step is a
- *		row, not an error (with a WARNING); errors: 22004/22023 for bad
- *		arguments, the peer lookup's errors, 25001 when the caller's
+ *		Start the cutover worker and report its steps.  An attempt that did
+ *		not succeed is an error once its steps are reported (40000 aborted,
+ *		40003 unknown), so that scripts stop; with on_abort 'warning' it is
+ *		the step table with a WARNING instead.  Other errors: 22004/22023
+ *		for bad arguments, the peer lookup's errors, 25001 when the caller's
  *		transaction has written, 55006 when a cutover runs already, 53000
  *		when no worker can start.
  */
+static bool ua_cutover_on_abort(text *arg);
+static void ua_cutover_report_failure(const UaCutoverShared *result, const char *peer,
+									  bool as_error);
+
 Datum
 cutover(PG_FUNCTION_ARGS)
 {
@@ -319,6 +325,7 @@ cutover(PG_FUNCTION_ARGS)
 	pid_t		pid;
 	bool		reported[UA_NSTEPS + 1] = {false};
 	UaCutoverShared result;
+	bool		abort_is_error;
 
 	ua_require_preloaded(ua_cutover_state);
 	if (PG_ARGISNULL(0))
@@ -336,6 +343,7 @@ cutover(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("sequence_margin, reverse and dry_run must not be null")));
+	abort_is_error = ua_cutover_on_abort(PG_ARGISNULL(6) ? NULL : PG_GETARG_TEXT_PP(6));
 	margin = PG_GETARG_INT64(3);
 	if (margin < 0)
 		ereport(ERROR,
@@ -437,12 +445,68 @@ cutover(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(store, tupdesc, values, nulls);
 	}
 	if (strcmp(result.outcome, "succeeded") != 0 && strcmp(result.outcome, "dry run") != 0)
-		ereport(WARNING,
-				(errmsg("cutover to \"%s\" %s", peer,
-						strcmp(result.outcome, "aborted") == 0 ? "was aborted" :
-						"ended in an unknown state"),
-				 errhint("The step table says which step failed and why.")));
+		ua_cutover_report_failure(&result, peer, abort_is_error);
 	return (Datum) 0;
+}
+
+/*
+ * The on_abort argument: 'error' (true) or 'warning' (false).
+ */
+static bool
+ua_cutover_on_abort(text *arg)
+{
+	char	   *s;
+
+	if (arg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("on_abort must not be null")));
+	s = text_to_cstring(arg);
+	if (strcmp(s, "error") == 0)
+		return true;
+	if (strcmp(s, "warning") == 0)
+		return false;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("on_abort must be 'error' or 'warning', not \"%s\"", s)));
+	pg_unreachable();
+}
+
+/*
+ * An attempt that did not succeed: an ERROR naming the failed step and its
+ * reason (40000 when it aborted: everything was undone; 40003 when its
+ * outcome is unknown: this cluster stays fenced), or a WARNING when the
+ * caller asked for the step table instead.  The steps were reported as
+ * NOTICEs already, and cutover_history keeps the whole record either way.
+ */
+static void
+ua_cutover_report_failure(const UaCutoverShared *result, const char *peer, bool as_error)
+{
+	bool		aborted = strcmp(result->outcome, "aborted") == 0;
+	const char *step = NULL;
+	const char *reason = "";
+
+	for (int i = 0; i < UA_NSTEPS; i++)
+	{
+		if (strcmp(result->steps[i].status, "failed") == 0)
+		{
+			step = ua_cutover_step_names[i];
+			reason = result->steps[i].detail;
+			break;
+		}
+	}
+	ereport(as_error ? ERROR : WARNING,
+			(errcode(aborted ? ERRCODE_TRANSACTION_ROLLBACK : ERRCODE_T_R_STATEMENT_COMPLETION_UNKNOWN),
+			 errmsg("cutover to \"%s\" %s", peer,
+					aborted ? "was aborted" : "ended in an unknown state"),
+			 step ? errdetail("Step \"%s\" failed: %s", step, reason) : 0,
+			 result->attempt == 0 ?
+			 errhint("A dry run changes nothing and is not recorded in upgrade_assist.cutover_history.") :
+			 aborted ?
+			 errhint("Nothing was lost and this cluster is writable again; attempt " INT64_FORMAT
+					 " in upgrade_assist.cutover_history has every step.", result->attempt) :
+			 errhint("This cluster stays fenced until the outcome is known: see attempt " INT64_FORMAT
+					 " in upgrade_assist.cutover_history and docs/recovery.md.", result->attempt)));
 }
 
 /*

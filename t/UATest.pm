@@ -832,13 +832,16 @@ ORDER BY 1});
 =item cutover_sql(peer, name => value, ...)
 
 The query calling upgrade_assist.cutover(peer, ...) with named arguments and
-giving one line per step "step|status|detail", the detail on one line.
+giving one line per step "step|status|detail", the detail on one line.  It
+passes on_abort => 'warning' unless told otherwise, so that an aborted
+attempt gives its step table too (the tests look at it).
 
 =cut
 
 sub cutover_sql
 {
 	my ($peer, %args) = @_;
+	$args{on_abort} //= 'warning';
 	my $named = join('', map { ", $_ => '$args{$_}'" } sort keys %args);
 	return "SELECT step, status, replace(coalesce(detail, ''), E'\\n', ' ') "
 	  . "FROM upgrade_assist.cutover('$peer'$named)";
