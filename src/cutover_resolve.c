@@ -76,7 +76,7 @@ PG_FUNCTION_INFO_V1(cutover_resolve);
 
 /* The resolver's back-off between two questions, bounds in ms. */
 #define UA_RESOLVE_BACKOFF_MIN_MS 500
-#define UA_RESOLVE_BACKOFF_MAX_MS 10000
+#define UA_RESOLVE_BACKOFF_MAX_MS 5000
 
 /* ---------------------------------------------------------------------------
  * Local statements, from a worker (own transaction) or a backend (its own)
