@@ -685,14 +685,13 @@ $$;
 -- after the point of no return), note the takeover in the fence file (a
 -- crash before the fence lift lifts it at restart) and lift the fence when
 -- this commits.  Refuses (55000) an attempt already answered "not
--- committed".  synchronous_commit on: the record must survive a crash once
--- the caller may have been told.
+-- committed".  synchronous_commit on (in both): a record or tombstone must
+-- survive a crash once the caller may have been told.
 CREATE FUNCTION upgrade_assist.cutover_takeover(
     forward_subscription name, origin bigint, attempt bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET synchronous_commit = on
 AS $$
 DECLARE
     slot name;
@@ -701,6 +700,8 @@ BEGIN
         RAISE EXCEPTION 'forward_subscription, origin and attempt must not be null'
             USING ERRCODE = '22004';
     END IF;
+    -- To the end of the transaction (a SET clause would end with the call).
+    PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
     PERFORM pg_catalog.pg_advisory_xact_lock(
         upgrade_assist.cutover_attempt_lock_key(origin, attempt));
     IF EXISTS (SELECT FROM upgrade_assist.cutover_attempt a
@@ -744,7 +745,6 @@ CREATE FUNCTION upgrade_assist.cutover_attempt_outcome(
 RETURNS record
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET synchronous_commit = on
 AS $$
 DECLARE
     st text;
@@ -752,6 +752,8 @@ BEGIN
     IF origin IS NULL OR attempt IS NULL THEN
         RAISE EXCEPTION 'origin and attempt must not be null' USING ERRCODE = '22004';
     END IF;
+    -- To the end of the transaction (a SET clause would end with the call).
+    PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
     PERFORM pg_catalog.pg_advisory_xact_lock(
         upgrade_assist.cutover_attempt_lock_key(origin, attempt));
     INSERT INTO upgrade_assist.cutover_attempt AS a (origin, attempt, state, asked_at)
