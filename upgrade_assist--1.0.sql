@@ -703,7 +703,7 @@ BEGIN
     -- To the end of the transaction (a SET clause would end with the call).
     PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
     PERFORM pg_catalog.pg_advisory_xact_lock(
-        upgrade_assist.cutover_attempt_lock_key(origin, attempt));
+        upgrade_assist.cutover_attempt_lock_key(cutover_takeover.origin, cutover_takeover.attempt));
     IF EXISTS (SELECT FROM upgrade_assist.cutover_attempt a
                 WHERE a.origin = cutover_takeover.origin
                   AND a.attempt = cutover_takeover.attempt) THEN
@@ -725,7 +725,8 @@ BEGIN
     END IF;
     INSERT INTO upgrade_assist.cutover_attempt
         (origin, attempt, state, forward_subscription, forward_slot)
-        VALUES (origin, attempt, 'committed', forward_subscription, slot);
+        VALUES (cutover_takeover.origin, cutover_takeover.attempt, 'committed',
+                cutover_takeover.forward_subscription, slot);
     EXECUTE format('ALTER SUBSCRIPTION %I DISABLE', forward_subscription);
     EXECUTE format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', forward_subscription);
     PERFORM upgrade_assist.fence_note_takeover(origin, attempt);
@@ -755,10 +756,12 @@ BEGIN
     -- To the end of the transaction (a SET clause would end with the call).
     PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
     PERFORM pg_catalog.pg_advisory_xact_lock(
-        upgrade_assist.cutover_attempt_lock_key(origin, attempt));
+        upgrade_assist.cutover_attempt_lock_key(cutover_attempt_outcome.origin, cutover_attempt_outcome.attempt));
     INSERT INTO upgrade_assist.cutover_attempt AS a (origin, attempt, state, asked_at)
-        VALUES (origin, attempt, 'not committed', pg_catalog.clock_timestamp())
-        ON CONFLICT (origin, attempt) DO UPDATE SET asked_at = pg_catalog.clock_timestamp()
+        VALUES (cutover_attempt_outcome.origin, cutover_attempt_outcome.attempt,
+                'not committed', pg_catalog.clock_timestamp())
+        ON CONFLICT ON CONSTRAINT cutover_attempt_pkey
+        DO UPDATE SET asked_at = pg_catalog.clock_timestamp()
         RETURNING a.state, a.recorded_at, a.forward_subscription, a.forward_slot
         INTO st, recorded_at, forward_subscription, forward_slot;
     committed := st = 'committed';
