@@ -24,6 +24,9 @@
 #    again: after the timeout the attempt is 'unknown', old stays fenced and
 #    fence_status says why; cutover_resolve() refuses without an answer;
 #    once new is back, the resolver settles it 'aborted'.
+# 6. new restarted with a takeover noted in its fence file (the state a
+#    crash between the takeover's commit and its fence lift leaves, built by
+#    hand): without the record the fence stays, with it the fence lifts.
 #
 # At every checked point at most one cluster is writable, and after each
 # settling exactly one is.  No sleeps: every wait polls a condition.
@@ -299,6 +302,37 @@ start('new');
 is($outcome, 'aborted', '5: new back: the resolver settles it as aborted');
 check_primaries('5: settled', 'old');
 check_replication('old', 'new', '5');
+
+# ---------------------------------------------------------------------------
+# 6. The peer's own restart after a takeover noted in its fence file: the
+#    state a crash between the takeover's commit and its fence lift leaves
+#    (built here by hand, with old fenced so that one primary remains).
+# ---------------------------------------------------------------------------
+$old->safe_psql('postgres', q{SELECT count(*) FROM upgrade_assist.fence('test: new takes over')});
+$new->safe_psql(
+	'postgres', q{
+SELECT upgrade_assist.fence_exempt_session();
+SELECT upgrade_assist.fence_note_takeover(12345, 7);
+});
+stop('new');
+start('new');
+$new->wait_for_log(qr/takeover of attempt 7 \(cluster 12345\) did not commit here; the fence stays/);
+is(fenced('new'), 't', '6: a takeover noted without its record: the fence stays at restart');
+$new->safe_psql(
+	'postgres', q{
+SELECT upgrade_assist.fence_exempt_session();
+BEGIN;
+INSERT INTO upgrade_assist.cutover_attempt (origin, attempt, state) VALUES (12345, 8, 'committed');
+SELECT upgrade_assist.fence_note_takeover(12345, 8);
+COMMIT;
+});
+stop('new');
+start('new');
+ok( $new->poll_query_until(
+		'postgres', q{
+SELECT NOT fenced AND lifted_by LIKE 'takeover of attempt 8 %' FROM upgrade_assist.fence_status}),
+	'6: a committed takeover noted in the fence file: the fence lifts at restart');
+check_primaries('6: settled', 'new');
 
 $old->stop;
 $new->stop;
