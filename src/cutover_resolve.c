@@ -47,8 +47,6 @@
  */
 #include "postgres.h"
 
-#include <signal.h>
-
 #include "access/xact.h"
 #include "commands/dbcommands.h"
 #include "executor/spi.h"
@@ -596,18 +594,6 @@ ua_attempt_settle(const char *peer, int64 attempt, const UaAttemptAnswer *ans,
  * ---------------------------------------------------------------------------
  */
 
-static volatile sig_atomic_t ua_resolver_terminated = false;
-
-static void
-ua_resolver_sigterm(SIGNAL_ARGS)
-{
-	int			save_errno = errno;
-
-	ua_resolver_terminated = true;
-	SetLatch(MyLatch);
-	errno = save_errno;
-}
-
 /* Describe the resolver; restarted 5 s after a crash. */
 static void
 ua_resolver_fill(BackgroundWorker *bgw)
@@ -714,7 +700,9 @@ ua_resolve_takeover(uint64 origin, int64 attempt)
  *		bootstrap superuser).  On the cluster that ran the cutover: ask the
  *		peer with back-off (as the attempt's role, in its database) until
  *		the attempt is settled, saying in fence_status what it waits for.
- *		Exits when nothing is left to settle.
+ *		Exits when nothing is left to settle.  SIGTERM ends it (die): it
+ *		exits with 1 and the postmaster starts it again 5 s later unless
+ *		the server is shutting down; a restart registers it again.
  */
 void
 ua_cutover_resolver_main(Datum main_arg pg_attribute_unused())
@@ -730,7 +718,7 @@ ua_cutover_resolver_main(Datum main_arg pg_attribute_unused())
 	volatile long backoff = UA_RESOLVE_BACKOFF_MIN_MS;
 	volatile TimestampTz last_warning = 0;
 
-	pqsignal(SIGTERM, ua_resolver_sigterm);
+	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	BackgroundWorkerUnblockSignals();
 
@@ -770,8 +758,6 @@ ua_cutover_resolver_main(Datum main_arg pg_attribute_unused())
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		if (ua_resolver_terminated)
-			proc_exit(1);		/* restarted; the next start asks again */
 		/* Settled meanwhile (cutover_resolve(), unfence())? */
 		if (!ua_fence_cutover_attempt(&now_attempt, NULL, NULL, NULL) || now_attempt != attempt)
 			break;
