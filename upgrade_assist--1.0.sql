@@ -782,7 +782,7 @@ LANGUAGE C VOLATILE STRICT;
 CREATE FUNCTION upgrade_assist.cutover_resolve(peer_gone boolean DEFAULT false)
 RETURNS TABLE (attempt bigint, outcome text, detail text)
 AS 'MODULE_PATHNAME', 'cutover_resolve'
-LANGUAGE C VOLATILE STRICT;
+LANGUAGE C VOLATILE;
 
 CREATE FUNCTION upgrade_assist.cutover_progress_rows(
     OUT attempt bigint,

@@ -832,6 +832,7 @@ ua_cutover_resolver_main(Datum main_arg pg_attribute_unused())
  * cutover_resolve(peer_gone boolean) returns (attempt, outcome, detail)
  *
  *		Settle this cluster's unfinished attempt now, asking the peer once.
+ *		22004 for a NULL peer_gone.
  *		Committed there: succeeded (this side stays fenced).  Not committed
  *		and the peer fenced: aborted (the fence here is lifted).  Errors:
  *		55000 when no attempt is unfinished here; 55006 while the cutover
@@ -844,7 +845,7 @@ ua_cutover_resolver_main(Datum main_arg pg_attribute_unused())
 Datum
 cutover_resolve(PG_FUNCTION_ARGS)
 {
-	bool		peer_gone = PG_GETARG_BOOL(0);
+	bool		peer_gone;
 	int64		attempt;
 	Oid			dboid;
 	Oid			userid;
@@ -859,6 +860,11 @@ cutover_resolve(PG_FUNCTION_ARGS)
 	bool		busy;
 
 	ua_require_preloaded(ua_cutover_state);
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("peer_gone must not be null")));
+	peer_gone = PG_GETARG_BOOL(0);
 	if (!ua_fence_cutover_attempt(&attempt, &dboid, &userid, peer))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
