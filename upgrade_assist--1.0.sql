@@ -189,7 +189,9 @@ CREATE FUNCTION upgrade_assist.fence_status_rows(
     OUT drain_terminated integer,
     OUT lifted_at timestamptz,
     OUT lifted_by text,
-    OUT generation bigint)
+    OUT generation bigint,
+    OUT cutover_attempt bigint,
+    OUT waiting_for text)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'fence_status_rows'
 LANGUAGE C VOLATILE STRICT;
@@ -603,7 +605,9 @@ CREATE TABLE upgrade_assist.cutover_history (
     blackout interval,
     fenced_at timestamptz,
     peer_writable_at timestamptz,
-    steps jsonb NOT NULL DEFAULT '[]'
+    steps jsonb NOT NULL DEFAULT '[]',
+    resolution text,                -- how an unfinished attempt was settled
+    resolved_at timestamptz
 );
 SELECT pg_catalog.pg_extension_config_dump('upgrade_assist.cutover_history', '');
 
@@ -640,21 +644,146 @@ RETURNS boolean
 AS 'MODULE_PATHNAME', 'cutover_resume'
 LANGUAGE C VOLATILE;
 
+-- cutover_attempt, on the peer of a cutover (the cluster that takes over):
+-- one row per attempt that reached the point of no return or was asked
+-- about.  'committed' is written by cutover_takeover() inside the takeover
+-- transaction; 'not committed' is the tombstone an answer "not committed"
+-- of cutover_attempt_outcome() leaves, which makes a late takeover of that
+-- attempt refuse.  Both take the same transaction-level advisory lock, so
+-- the question waits for a takeover in flight.  Kept local by the same
+-- replica trigger as cutover_history.  See docs/recovery.md.
+CREATE TABLE upgrade_assist.cutover_attempt (
+    origin bigint NOT NULL,         -- system identifier of the cutover's cluster
+    attempt bigint NOT NULL,        -- its cutover_history.attempt
+    state text NOT NULL CHECK (state IN ('committed', 'not committed')),
+    forward_subscription name,      -- 'committed': the subscription it detached
+    forward_slot name,              -- and that subscription's slot (on origin)
+    recorded_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    asked_at timestamptz,
+    PRIMARY KEY (origin, attempt)
+);
+SELECT pg_catalog.pg_extension_config_dump('upgrade_assist.cutover_attempt', '');
+
+CREATE TRIGGER keep_local
+    BEFORE INSERT OR UPDATE OR DELETE ON upgrade_assist.cutover_attempt
+    FOR EACH ROW EXECUTE FUNCTION upgrade_assist.cutover_history_keep_local();
+ALTER TABLE upgrade_assist.cutover_attempt ENABLE REPLICA TRIGGER keep_local;
+
+-- The key of the advisory lock of one attempt.
+CREATE FUNCTION upgrade_assist.cutover_attempt_lock_key(origin bigint, attempt bigint)
+RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT pg_catalog.hashtextextended(
+        'upgrade_assist.cutover_attempt ' || origin::text || ' ' || attempt::text, 0)
+$$;
+
 -- The peer's half of the point of no return, called by the cutover worker
--- of the other cluster: drop the forward subscription (its slot is on the
--- caller's side, which drops it) and lift the fence when this commits.
-CREATE FUNCTION upgrade_assist.cutover_takeover(forward_subscription name)
+-- of the other cluster (origin, attempt): record the attempt as committed,
+-- disable the forward subscription and detach it from its slot (the slot is
+-- on the caller's side, which drops it; the worker drops the subscription
+-- after the point of no return), note the takeover in the fence file (a
+-- crash before the fence lift lifts it at restart) and lift the fence when
+-- this commits.  Refuses (55000) an attempt already answered "not
+-- committed".  synchronous_commit on (in both): a record or tombstone must
+-- survive a crash once the caller may have been told.
+CREATE FUNCTION upgrade_assist.cutover_takeover(
+    forward_subscription name, origin bigint, attempt bigint)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    slot name;
 BEGIN
+    IF forward_subscription IS NULL OR origin IS NULL OR attempt IS NULL THEN
+        RAISE EXCEPTION 'forward_subscription, origin and attempt must not be null'
+            USING ERRCODE = '22004';
+    END IF;
+    -- To the end of the transaction (a SET clause would end with the call).
+    PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
+    PERFORM pg_catalog.pg_advisory_xact_lock(
+        upgrade_assist.cutover_attempt_lock_key(cutover_takeover.origin, cutover_takeover.attempt));
+    IF EXISTS (SELECT FROM upgrade_assist.cutover_attempt a
+                WHERE a.origin = cutover_takeover.origin
+                  AND a.attempt = cutover_takeover.attempt) THEN
+        RAISE EXCEPTION 'cutover attempt % of cluster % was already answered here',
+            attempt, origin
+            USING ERRCODE = '55000',
+                  DETAIL = 'Its record says: ' || (SELECT a.state FROM upgrade_assist.cutover_attempt a
+                                                    WHERE a.origin = cutover_takeover.origin
+                                                      AND a.attempt = cutover_takeover.attempt) || '.',
+                  HINT = 'A takeover that arrives after the answer "not committed" must not happen.';
+    END IF;
+    SELECT s.subslotname INTO slot
+      FROM pg_catalog.pg_subscription s
+      JOIN pg_catalog.pg_database d ON d.oid = s.subdbid
+     WHERE d.datname = pg_catalog.current_database() AND s.subname = forward_subscription;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription "%" does not exist', forward_subscription
+            USING ERRCODE = '42704';
+    END IF;
+    INSERT INTO upgrade_assist.cutover_attempt
+        (origin, attempt, state, forward_subscription, forward_slot)
+        VALUES (cutover_takeover.origin, cutover_takeover.attempt, 'committed',
+                cutover_takeover.forward_subscription, slot);
     EXECUTE format('ALTER SUBSCRIPTION %I DISABLE', forward_subscription);
     EXECUTE format('ALTER SUBSCRIPTION %I SET (slot_name = NONE)', forward_subscription);
-    EXECUTE format('DROP SUBSCRIPTION %I', forward_subscription);
+    PERFORM upgrade_assist.fence_note_takeover(origin, attempt);
     PERFORM upgrade_assist.unfence_at_commit();
 END
 $$;
+
+-- The question "did attempt N of cluster origin commit its takeover here?",
+-- asked by that cluster.  Waits for a takeover of that attempt in flight
+-- (the advisory lock), then answers from the record; when there is none,
+-- it writes the tombstone 'not committed', so the answer stays true.
+-- fenced: this cluster's fence is up now.
+CREATE FUNCTION upgrade_assist.cutover_attempt_outcome(
+    origin bigint, attempt bigint,
+    OUT committed boolean, OUT fenced boolean, OUT recorded_at timestamptz,
+    OUT forward_subscription name, OUT forward_slot name)
+RETURNS record
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    st text;
+BEGIN
+    IF origin IS NULL OR attempt IS NULL THEN
+        RAISE EXCEPTION 'origin and attempt must not be null' USING ERRCODE = '22004';
+    END IF;
+    -- To the end of the transaction (a SET clause would end with the call).
+    PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
+    PERFORM pg_catalog.pg_advisory_xact_lock(
+        upgrade_assist.cutover_attempt_lock_key(cutover_attempt_outcome.origin, cutover_attempt_outcome.attempt));
+    INSERT INTO upgrade_assist.cutover_attempt AS a (origin, attempt, state, asked_at)
+        VALUES (cutover_attempt_outcome.origin, cutover_attempt_outcome.attempt,
+                'not committed', pg_catalog.clock_timestamp())
+        ON CONFLICT ON CONSTRAINT cutover_attempt_pkey
+        DO UPDATE SET asked_at = pg_catalog.clock_timestamp()
+        RETURNING a.state, a.recorded_at, a.forward_subscription, a.forward_slot
+        INTO st, recorded_at, forward_subscription, forward_slot;
+    committed := st = 'committed';
+    SELECT f.fenced INTO fenced FROM upgrade_assist.fence_status f;
+END
+$$;
+
+-- Fence-file note of a takeover in flight (called by cutover_takeover()).
+CREATE FUNCTION upgrade_assist.fence_note_takeover(origin bigint, attempt bigint)
+RETURNS void
+AS 'MODULE_PATHNAME', 'fence_note_takeover'
+LANGUAGE C VOLATILE STRICT;
+
+-- For the DBA: settle this cluster's unfinished cutover attempt now (see
+-- docs/recovery.md).  peer_gone => true: the peer is gone for good; when it
+-- cannot be reached, the attempt is settled as aborted and the fence here
+-- lifted.  Never unfences this side while the peer says it is primary.
+CREATE FUNCTION upgrade_assist.cutover_resolve(peer_gone boolean DEFAULT false)
+RETURNS TABLE (attempt bigint, outcome text, detail text)
+AS 'MODULE_PATHNAME', 'cutover_resolve'
+LANGUAGE C VOLATILE;
 
 CREATE FUNCTION upgrade_assist.cutover_progress_rows(
     OUT attempt bigint,
@@ -675,7 +804,13 @@ REVOKE ALL ON upgrade_assist.cutover_history FROM PUBLIC;
 GRANT SELECT ON upgrade_assist.cutover_history TO pg_monitor;
 REVOKE ALL ON FUNCTION upgrade_assist.cutover(text, interval, interval, bigint, boolean, boolean, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.cutover_resume() FROM PUBLIC;
-REVOKE ALL ON FUNCTION upgrade_assist.cutover_takeover(name) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.cutover_takeover(name, bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON upgrade_assist.cutover_attempt FROM PUBLIC;
+GRANT SELECT ON upgrade_assist.cutover_attempt TO pg_monitor;
+REVOKE ALL ON FUNCTION upgrade_assist.cutover_attempt_lock_key(bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.cutover_attempt_outcome(bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.fence_note_takeover(bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.cutover_resolve(boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.cutover_history_keep_local() FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.cutover_progress_rows() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION upgrade_assist.cutover_progress_rows() TO pg_monitor;

@@ -76,7 +76,7 @@ SELECT * FROM upgrade_assist.cutover('cutover_down');
 SELECT upgrade_assist.cutover_resume();
 SELECT * FROM upgrade_assist.cutover_progress;
 SELECT count(*) FROM upgrade_assist.cutover_history;
-SELECT upgrade_assist.cutover_takeover('x');
+SELECT upgrade_assist.cutover_takeover('x', 1, 1);
 \set VERBOSITY default
 SET ROLE cutover_monitor;
 SELECT * FROM upgrade_assist.cutover_progress;

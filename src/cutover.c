@@ -136,6 +136,9 @@ ua_check_pause_before(char **newval, void **extra pg_attribute_unused(),
 {
 	if (*newval == NULL || (*newval)[0] == '\0')
 		return true;
+	if (strcmp(*newval, UA_PAUSE_TAKEOVER) == 0 ||
+		strcmp(*newval, UA_PAUSE_TAKEOVER_ANSWER) == 0)
+		return true;
 	for (int i = 0; i < UA_NSTEPS; i++)
 		if (strcmp(*newval, ua_cutover_step_names[i]) == 0)
 			return true;
@@ -558,6 +561,8 @@ cutover_progress_rows(PG_FUNCTION_ARGS)
 
 	if (s.aborting)
 		phase = "aborting";
+	else if (s.paused && s.paused_at[0] != '\0')
+		phase = psprintf("paused at %s", s.paused_at);
 	else if (s.paused && s.running >= 0)
 		phase = psprintf("paused before %s", ua_cutover_step_names[s.running]);
 	else if (s.running >= 0)

@@ -40,6 +40,14 @@ typedef enum UaStep
 
 extern const char *const ua_cutover_step_names[UA_NSTEPS];
 
+/*
+ * Pause points inside "unfence peer" (cutover_pause_before, for tests and
+ * rehearsals): right before the takeover is sent, and right after it
+ * committed (the answer is then dropped, as if lost).
+ */
+#define UA_PAUSE_TAKEOVER "takeover"
+#define UA_PAUSE_TAKEOVER_ANSWER "takeover answer"
+
 /* The row after the steps: "abort" or "cleanup". */
 #define UA_ST_END UA_NSTEPS
 
@@ -87,6 +95,7 @@ typedef struct UaCutoverShared
 	/* progress */
 	bool		paused;
 	bool		resume;
+	char		paused_at[32];	/* a pause point inside a step, or "" */
 	int64		attempt;		/* cutover_history.attempt; 0 for a dry run */
 	TimestampTz started_at;
 	TimestampTz fenced_at;
@@ -148,6 +157,7 @@ extern void ua_cutover_shmem_startup(void);
 
 /* cutover_worker.c */
 PGDLLEXPORT void ua_cutover_worker_main(Datum main_arg);
+extern bool ua_cutover_pause_named(UaRun *run, const char *name);
 
 /* cutover_steps.c: the steps, and statements on the peer for the worker */
 extern const UaStepFn ua_cutover_step_fns[UA_NSTEPS];
@@ -159,5 +169,37 @@ extern PGresult *ua_cutover_remote(UaRun *run, const char *sql, int nparams,
 extern void ua_cutover_remote_until(UaRun *run, const char *sql, int nparams,
 									const char *const *values, TimestampTz deadline);
 extern void ua_cutover_remote_exempt(UaRun *run, TimestampTz deadline);
+
+/* cutover_resolve.c: settling an attempt whose outcome is not known here */
+typedef enum UaAnswer
+{
+	UA_ANS_NONE,				/* no answer: peer unreachable, or an error */
+	UA_ANS_COMMITTED,			/* the takeover committed, the peer is unfenced */
+	UA_ANS_COMMITTED_FENCED,	/* committed, the peer still fenced (crashed
+								 * between commit and lift) */
+	UA_ANS_NOT_COMMITTED,		/* tombstone written, the peer is fenced */
+	UA_ANS_PEER_UNFENCED		/* tombstone, yet the peer is unfenced: alarm */
+} UaAnswer;
+
+typedef struct UaAttemptAnswer
+{
+	MemoryContext cxt;			/* where the strings go (NULL: current) */
+	UaAnswer	answer;
+	char	   *fwd_sub;		/* committed: the forward subscription it detached */
+	char	   *fwd_slot;		/* and that subscription's slot, here */
+	char	   *error;			/* UA_ANS_NONE: why */
+} UaAttemptAnswer;
+
+extern void ua_attempt_ask(const char *peer, int64 attempt, int64 timeout_ms,
+						   UaAttemptAnswer *out);
+extern const char *ua_attempt_answer_text(const UaAttemptAnswer *ans);
+extern const char *ua_attempt_settle(const char *peer, int64 attempt,
+									 const UaAttemptAnswer *ans,
+									 const char *resolution, StringInfo notes);
+extern void ua_cutover_attempt_finished(int64 attempt, const char *outcome,
+										const char *resolution);
+extern void ua_cutover_register_resolver(void);
+extern bool ua_cutover_start_resolver(void);
+PGDLLEXPORT void ua_cutover_resolver_main(Datum main_arg);
 
 #endif							/* UA_CUTOVER_H */

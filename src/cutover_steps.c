@@ -303,7 +303,8 @@ ua_step_fence(UaRun *run, StringInfo detail)
 	snprintf(reason, sizeof(reason), "cutover to %s (attempt " INT64_FORMAT ")",
 			 run->peer, run->attempt);
 	ua_xact_begin(NULL);
-	ua_fence_engage(reason);
+	/* The fence file keeps whom to ask after a crash (cutover_resolve.c). */
+	ua_fence_engage_cutover(reason, run->attempt, MyDatabaseId, GetUserId(), run->peer);
 	run->did_fence = true;
 	UA_CUTOVER_SET(fenced_at, GetCurrentTimestamp());
 	ua_xact_end(run->cxt);
@@ -546,68 +547,71 @@ ua_step_reverse_rt(UaRun *run, StringInfo detail)
 
 /*
  * ua_takeover_committed
- *		After the takeover's result was lost: ask the peer on a fresh
- *		connection whether the forward subscription still exists.  Returns
- *		1 when it is gone (the takeover committed), 0 when it is there, -1
- *		when the peer cannot tell us.
+ *		After the takeover's result was lost: ask the peer's record of this
+ *		attempt (cutover_attempt_outcome(), cutover_resolve.c) on fresh
+ *		connections, with back-off, until the attempt's deadline.  The
+ *		question waits for a takeover still in flight there and, when it
+ *		finds none, leaves a tombstone that makes a late one refuse, so the
+ *		answer cannot go stale.  Returns the last answer (UA_ANS_NONE when
+ *		the peer never answered); detail gets how many questions it took.
  */
-static int
-ua_takeover_committed(UaRun *run)
+static UaAnswer
+ua_takeover_committed(UaRun *run, StringInfo detail)
 {
-	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													   Max(UA_ABORT_REMOTE_MS,
-														   ua_connect_timeout * 1000));
-	MemoryContext cxt = CurrentMemoryContext;
-	const char *vals[1] = {run->fwd_sub};
-	volatile int result = -1;
+	long		backoff = 100;
+	int			asked = 0;
+	UaAttemptAnswer ans;
 
-	while (result < 0 && GetCurrentTimestamp() < deadline)
+	memset(&ans, 0, sizeof(ans));
+	for (;;)
 	{
-		volatile bool failed = false;
+		int64		left = ua_ms_until(run->deadline);
 
-		PG_TRY();
-		{
-			PGresult   *res;
-
-			StartTransactionCommand();
-			ua_peer_forget(run->peer);
-			CommitTransactionCommand();
-			MemoryContextSwitchTo(run->cxt);
-			res = ua_cutover_remote_ext(run,
-							"SELECT count(*) FROM pg_catalog.pg_subscription s"
-							"  JOIN pg_catalog.pg_database d ON d.oid = s.subdbid"
-							" WHERE d.datname = pg_catalog.current_database()"
-							"   AND s.subname = $1",
-							1, vals, deadline, true);
-			result = strcmp(PQgetvalue(res, 0, 0), "0") == 0 ? 1 : 0;
-			PQclear(res);
-		}
-		PG_CATCH();
-		{
-			MemoryContextSwitchTo(cxt);
-			FlushErrorState();
-			AbortOutOfAnyTransaction();
-			MemoryContextSwitchTo(cxt);
-			failed = true;
-		}
-		PG_END_TRY();
-		/* Cancel is held off here: only a termination can interrupt. */
-		if (failed)
-			(void) ua_wait(WL_LATCH_SET | WL_TIMEOUT, 100, UA_WE_PEER);
+		ans.cxt = run->cxt;
+		ua_attempt_ask(run->peer, run->attempt,
+					   Max((int64) 1000, Min(left, (int64) ua_connect_timeout * 1000)),
+					   &ans);
+		asked++;
+		/* Final answers; an unfenced peer without takeover is final here too. */
+		if (ans.answer != UA_ANS_NONE)
+			break;
+		if (GetCurrentTimestamp() >= run->deadline)
+			break;
+		/* Cancel is held off here: only a termination ends the wait early. */
+		(void) ua_wait(WL_LATCH_SET | WL_TIMEOUT, Min(backoff, Max(1L, ua_ms_until(run->deadline))),
+					   UA_WE_PEER);
+		backoff = Min(backoff * 2, 2000L);
 	}
-	return result;
+	appendStringInfo(detail, "the answer was lost; asked the peer %d time(s): %s; ",
+					 asked, ua_attempt_answer_text(&ans));
+	if (ans.answer == UA_ANS_COMMITTED_FENCED)
+		appendStringInfoString(detail, "its fence lifts at its restart; ");
+	return ans.answer;
 }
 
 /*
- * unfence peer, the point of no return: one peer transaction drops the
- * forward subscription and lifts the peer's fence at its commit.
+ * unfence peer, the point of no return: one peer transaction records the
+ * attempt as committed, disables the forward subscription and detaches it
+ * from its slot, and lifts the peer's fence at its commit
+ * (cutover_takeover()).  The drop of that subscription follows in the
+ * cleanup, after the point of no return.
+ *
+ * Two pause points for tests and rehearsals (cutover_pause_before):
+ * 'takeover' stops right before the takeover is sent, 'takeover answer'
+ * right after it committed, and then drops the answer with the connection,
+ * as a lost answer would.
  */
 static void
 ua_step_unfence_peer(UaRun *run, StringInfo detail)
 {
-	const char *vals[1] = {run->fwd_sub};
+	char		origin[32];
+	char		attempt[32];
+	const char *vals[3] = {run->fwd_sub, origin, attempt};
 	MemoryContext cxt = CurrentMemoryContext;
 	ErrorData  *volatile edata = NULL;
+
+	snprintf(origin, sizeof(origin), INT64_FORMAT, ua_origin());
+	snprintf(attempt, sizeof(attempt), INT64_FORMAT, run->attempt);
 
 	/* Also proves the connection right before the one-shot statement. */
 	ua_cutover_remote_exempt(run, run->deadline);
@@ -617,8 +621,22 @@ ua_step_unfence_peer(UaRun *run, StringInfo detail)
 	UA_CUTOVER_SET(past_ponr, true);
 	PG_TRY();
 	{
-		PQclear(ua_cutover_remote_ext(run, "SELECT upgrade_assist.cutover_takeover($1)",
-						  1, vals, run->deadline, false));
+		ua_cutover_pause_named(run, UA_PAUSE_TAKEOVER);
+		PQclear(ua_cutover_remote_ext(run,
+									  "SELECT upgrade_assist.cutover_takeover($1, $2::bigint, $3::bigint)",
+									  3, vals, run->deadline, false));
+		if (ua_cutover_pause_named(run, UA_PAUSE_TAKEOVER_ANSWER))
+		{
+			/* The rehearsal of a lost answer: forget it with the connection. */
+			StartTransactionCommand();
+			ua_peer_forget(run->peer);
+			CommitTransactionCommand();
+			MemoryContextSwitchTo(run->cxt);
+			ereport(ERROR,
+					(errcode(ERRCODE_CONNECTION_FAILURE),
+					 errmsg("the answer of the takeover was dropped at pause point \"%s\"",
+							UA_PAUSE_TAKEOVER_ANSWER)));
+		}
 	}
 	PG_CATCH();
 	{
@@ -634,16 +652,21 @@ ua_step_unfence_peer(UaRun *run, StringInfo detail)
 		(edata->sqlerrcode == ERRCODE_CONNECTION_FAILURE ||
 		 edata->sqlerrcode == ERRCODE_QUERY_CANCELED))
 	{
-		/* Sent, but the answer was lost: did it commit? */
-		int			committed = ua_takeover_committed(run);
-
-		if (committed == 1)
+		/* Sent (or maybe sent), but the answer was lost: did it commit? */
+		switch (ua_takeover_committed(run, detail))
 		{
-			appendStringInfoString(detail, "the answer was lost, the peer shows it committed; ");
-			edata = NULL;
+			case UA_ANS_COMMITTED:
+			case UA_ANS_COMMITTED_FENCED:
+				edata = NULL;
+				break;
+			case UA_ANS_NOT_COMMITTED:
+				/* The tombstone keeps a late takeover out: abort. */
+				break;
+			case UA_ANS_PEER_UNFENCED:
+			case UA_ANS_NONE:
+				run->ponr_unknown = true;
+				break;
 		}
-		else if (committed < 0)
-			run->ponr_unknown = true;
 	}
 	if (edata != NULL)
 	{
@@ -651,6 +674,11 @@ ua_step_unfence_peer(UaRun *run, StringInfo detail)
 			UA_CUTOVER_SET(past_ponr, false);
 		QueryCancelPending = false;
 		RESUME_CANCEL_INTERRUPTS();
+		if (detail->len > 0)
+			ereport(ERROR,
+					(errcode(edata->sqlerrcode),
+					 errmsg_internal("%s", edata->message),
+					 errdetail_internal("%s", detail->data)));
 		ereport(ERROR,
 				(errcode(edata->sqlerrcode),
 				 errmsg_internal("%s", edata->message),
@@ -660,7 +688,7 @@ ua_step_unfence_peer(UaRun *run, StringInfo detail)
 	/* A cancel that came meanwhile is moot: the work is done. */
 	QueryCancelPending = false;
 	RESUME_CANCEL_INTERRUPTS();
-	appendStringInfo(detail, "subscription %s dropped on the peer and its fence lifted",
+	appendStringInfo(detail, "attempt recorded as committed on the peer, subscription %s disabled and detached there, its fence lifted",
 					 run->fwd_sub);
 }
 

@@ -171,26 +171,34 @@ ua_cutover_step_finish(int i, const char *status, TimestampTz started, const cha
 }
 
 /*
- * ua_cutover_pause_point
- *		Stop before step i while upgrade_assist.cutover_pause_before names
- *		it, until cutover_resume() or an abort request; the time paused does
- *		not count against the timeout.
+ * ua_cutover_pause_named
+ *		Stop at the pause point name while upgrade_assist.cutover_pause_before
+ *		names it, until cutover_resume(), an abort request or a termination;
+ *		the time paused does not count against the timeout.  Returns
+ *		whether it paused.  Inside a step (a name that is not a step's),
+ *		cutover_progress shows "paused at <name>".
  */
-static void
-ua_cutover_pause_point(UaRun *run, int i)
+bool
+ua_cutover_pause_named(UaRun *run, const char *name)
 {
 	TimestampTz since;
 	bool		go;
+	bool		in_step = true;
 
-	if (strcmp(ua_cutover_state->pause_before, ua_cutover_step_names[i]) != 0)
-		return;
+	if (strcmp(ua_cutover_state->pause_before, name) != 0)
+		return false;
+	for (int i = 0; i < UA_NSTEPS; i++)
+		if (strcmp(ua_cutover_step_names[i], name) == 0)
+			in_step = false;
 	since = GetCurrentTimestamp();
 	LWLockAcquire(ua_cutover_state->lock, LW_EXCLUSIVE);
 	ua_cutover_state->paused = true;
 	ua_cutover_state->resume = false;
+	strlcpy(ua_cutover_state->paused_at, in_step ? name : "",
+			sizeof(ua_cutover_state->paused_at));
 	LWLockRelease(ua_cutover_state->lock);
 	ereport(LOG,
-			(errmsg("upgrade_assist cutover paused before step \"%s\"", ua_cutover_step_names[i])));
+			(errmsg("upgrade_assist cutover paused %s \"%s\"", in_step ? "at" : "before step", name)));
 	for (;;)
 	{
 		LWLockAcquire(ua_cutover_state->lock, LW_SHARED);
@@ -200,8 +208,19 @@ ua_cutover_pause_point(UaRun *run, int i)
 			break;
 		(void) ua_wait(WL_LATCH_SET | WL_TIMEOUT, 1000, UA_WE_CUTOVER);
 	}
-	UA_CUTOVER_SET(paused, false);
+	LWLockAcquire(ua_cutover_state->lock, LW_EXCLUSIVE);
+	ua_cutover_state->paused = false;
+	ua_cutover_state->paused_at[0] = '\0';
+	LWLockRelease(ua_cutover_state->lock);
 	run->deadline += GetCurrentTimestamp() - since;
+	return true;
+}
+
+/* Stop before step i when asked to (ua_cutover_pause_named). */
+static void
+ua_cutover_pause_point(UaRun *run, int i)
+{
+	(void) ua_cutover_pause_named(run, ua_cutover_step_names[i]);
 }
 
 
@@ -236,7 +255,7 @@ ua_would_do(UaRun *run, int i)
 			return run->reverse ? "write a marker on the peer and wait for it here" :
 				"nothing (reverse => false)";
 		case UA_ST_UNFENCE_PEER:
-			return psprintf("drop subscription %s on the peer and lift its fence (point of no return)",
+			return psprintf("record the attempt on the peer, disable and detach subscription %s there and lift its fence (point of no return); drop it after",
 							run->fwd_sub);
 	}
 	return "";
@@ -323,11 +342,18 @@ ua_cutover_run(UaRun *run)
 	initStringInfo(&extra);
 	if (failed >= 0 && run->ponr_unknown)
 	{
+		bool		started = ua_cutover_start_resolver();
+
 		outcome = "unknown";
 		strlcpy(ua_cutover_state->extra_step, "abort", sizeof(ua_cutover_state->extra_step));
-		appendStringInfoString(&extra,
-							   "not aborted: the peer may have taken over; this cluster stays fenced; "
-							   "check fence_status and the subscriptions on the peer");
+		appendStringInfo(&extra,
+						 "not aborted: the peer may have taken over; this cluster stays fenced; %s",
+						 started ?
+						 "the cutover resolver keeps asking the peer and settles the attempt (fence_status.waiting_for)" :
+						 "the cutover resolver could not start (max_worker_processes): a restart starts it, or call cutover_resolve()");
+		ua_fence_set_waiting(psprintf("cutover attempt " INT64_FORMAT " to peer \"%s\": no answer whether the peer took over before the timeout; %s",
+									  run->attempt, run->peer,
+									  started ? "the resolver keeps asking" : "the resolver could not start"));
 		ua_cutover_step_finish(UA_ST_END, "skipped", 0, extra.data);
 	}
 	else if (failed >= 0)
@@ -353,6 +379,9 @@ ua_cutover_run(UaRun *run)
 
 	if (!run->dry_run)
 		ua_history_end(run, outcome, failed >= 0 ? ua_cutover_step_names[failed] : NULL, reason);
+	/* The worker's end of an attempt; "unknown" ends in the resolver. */
+	if (!run->dry_run && strcmp(outcome, "unknown") != 0)
+		ua_cutover_attempt_finished(run->attempt, outcome, NULL);
 
 	LWLockAcquire(ua_cutover_state->lock, LW_EXCLUSIVE);
 	strlcpy(ua_cutover_state->outcome, outcome, sizeof(ua_cutover_state->outcome));
@@ -613,18 +642,54 @@ ua_cutover_abort(UaRun *run, StringInfo notes)
 }
 
 /*
+ * ua_cleanup_drop_fwd_sub
+ *		After the point of no return: drop the forward subscription on the
+ *		peer, which the takeover disabled and detached from its slot (so the
+ *		drop touches no slot).  Only that one: disabled and without a slot.
+ */
+static void
+ua_cleanup_drop_fwd_sub(UaRun *run)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   UA_ABORT_REMOTE_MS);
+	const char *vals[1] = {run->fwd_sub};
+	PGresult   *res;
+	bool		there;
+
+	ua_cutover_remote_exempt(run, deadline);
+	res = ua_cutover_remote_ext(run,
+								"SELECT 1 FROM pg_catalog.pg_subscription s"
+								"  JOIN pg_catalog.pg_database d ON d.oid = s.subdbid"
+								" WHERE d.datname = pg_catalog.current_database()"
+								"   AND s.subname = $1 AND NOT s.subenabled AND s.subslotname IS NULL",
+								1, vals, deadline, true);
+	there = PQntuples(res) > 0;
+	PQclear(res);
+	if (there)
+		ua_cutover_remote_until(run, psprintf("DROP SUBSCRIPTION %s", quote_identifier(run->fwd_sub)),
+								0, NULL, deadline);
+}
+
+/*
  * ua_cutover_cleanup
- *		After the point of no return: drop the old forward slot here once
- *		its walsender is gone (the peer dropped the subscription).
+ *		After the point of no return: drop the detached forward subscription
+ *		on the peer, then the old forward slot here once its walsender is
+ *		gone.
  */
 static void
 ua_cutover_cleanup(UaRun *run, StringInfo notes)
 {
-	TimestampTz start = GetCurrentTimestamp();
-	TimestampTz deadline = TimestampTzPlusMilliseconds(start, UA_SLOT_DROP_MS);
+	TimestampTz start;
+	TimestampTz deadline;
 	MemoryContext cxt = CurrentMemoryContext;
 	const char *vals[1] = {run->fwd_slot};
 
+	ua_cutover_undo(run, notes, psprintf("drop the detached forward subscription %s on the peer", run->fwd_sub),
+					ua_cleanup_drop_fwd_sub);
+	appendStringInfoString(notes, "; ");
+
+	start = GetCurrentTimestamp();
+	deadline = TimestampTzPlusMilliseconds(start, UA_SLOT_DROP_MS);
 	PG_TRY();
 	{
 		for (;;)

@@ -39,6 +39,7 @@
  */
 #include "postgres.h"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include "access/xact.h"
@@ -70,6 +71,7 @@ PG_FUNCTION_INFO_V1(unfence);
 PG_FUNCTION_INFO_V1(fence_status_rows);
 PG_FUNCTION_INFO_V1(fence_exempt_session);
 PG_FUNCTION_INFO_V1(unfence_at_commit);
+PG_FUNCTION_INFO_V1(fence_note_takeover);
 
 /* ---------------------------------------------------------------------------
  * Shared memory and the fence file
@@ -110,17 +112,33 @@ ua_fence_file_write(void)
 {
 	char	   *text;
 	int			len;
+	char	   *attempt = "";
+	char	   *takeover = "";
 
+	/* Lines of the cutover; "reason" stays last (it runs to the end). */
+	if (ua_fence->co_attempt != 0)
+		attempt = psprintf("cutover_attempt " INT64_FORMAT "\n"
+						   "cutover_database %u\n"
+						   "cutover_role %u\n"
+						   "cutover_peer %s\n",
+						   ua_fence->co_attempt, ua_fence->co_dboid,
+						   ua_fence->co_userid, ua_fence->co_peer);
+	if (ua_fence->tk_attempt != 0)
+		takeover = psprintf("takeover " UINT64_FORMAT " " INT64_FORMAT " %u\n",
+							ua_fence->tk_origin, ua_fence->tk_attempt,
+							ua_fence->tk_dboid);
 	text = psprintf("upgrade_assist fence 1\n"
 					"generation " UINT64_FORMAT "\n"
 					"since " INT64_FORMAT "\n"
 					"auto_unfence_at " INT64_FORMAT "\n"
 					"fenced_by %s\n"
+					"%s%s"
 					"reason %s",
 					ua_fence->generation,
 					(int64) ua_fence->since,
 					(int64) pg_atomic_read_u64(&ua_fence->auto_unfence_at),
 					ua_fence->fenced_by,
+					attempt, takeover,
 					ua_fence->reason);
 	len = strlen(text);
 
@@ -191,8 +209,37 @@ ua_fence_file_load(void)
 			auto_at = (int64) strtoll(line + 16, NULL, 10);
 		else if (strncmp(line, "fenced_by ", 10) == 0)
 			strlcpy(ua_fence->fenced_by, line + 10, sizeof(ua_fence->fenced_by));
+		else if (strncmp(line, "cutover_attempt ", 16) == 0)
+			ua_fence->co_attempt = (int64) strtoll(line + 16, NULL, 10);
+		else if (strncmp(line, "cutover_database ", 17) == 0)
+			ua_fence->co_dboid = (Oid) strtoul(line + 17, NULL, 10);
+		else if (strncmp(line, "cutover_role ", 13) == 0)
+			ua_fence->co_userid = (Oid) strtoul(line + 13, NULL, 10);
+		else if (strncmp(line, "cutover_peer ", 13) == 0)
+			strlcpy(ua_fence->co_peer, line + 13, sizeof(ua_fence->co_peer));
+		else if (strncmp(line, "takeover ", 9) == 0)
+		{
+			unsigned long long origin;
+			long long	attempt;
+			unsigned int dboid;
+
+			if (sscanf(line + 9, "%llu %lld %u", &origin, &attempt, &dboid) == 3)
+			{
+				ua_fence->tk_origin = (uint64) origin;
+				ua_fence->tk_attempt = (int64) attempt;
+				ua_fence->tk_dboid = (Oid) dboid;
+			}
+		}
 	}
 	FreeFile(f);
+
+	/* An attempt needs all of its lines; a takeover note its database. */
+	if (ua_fence->co_attempt != 0 &&
+		(!OidIsValid(ua_fence->co_dboid) || !OidIsValid(ua_fence->co_userid) ||
+		 ua_fence->co_peer[0] == '\0'))
+		ua_fence->co_attempt = 0;
+	if (ua_fence->tk_attempt != 0 && !OidIsValid(ua_fence->tk_dboid))
+		ua_fence->tk_attempt = 0;
 
 	if (!header)
 	{
@@ -218,9 +265,43 @@ ua_fence_file_load(void)
 	ua_fence->drain_state = UA_DRAIN_DONE;
 	pg_atomic_write_u64(&ua_fence->auto_unfence_at, (uint64) auto_at);
 	pg_atomic_write_u32(&ua_fence->fenced, 1);
+	if (ua_fence->co_attempt != 0)
+		snprintf(ua_fence->waiting_for, sizeof(ua_fence->waiting_for),
+				 "restart during cutover attempt " INT64_FORMAT ": the resolver asks peer \"%s\" whether it took over",
+				 ua_fence->co_attempt, ua_fence->co_peer);
+	else if (ua_fence->tk_attempt != 0)
+		snprintf(ua_fence->waiting_for, sizeof(ua_fence->waiting_for),
+				 "restart during a takeover (attempt " INT64_FORMAT " of cluster " UINT64_FORMAT "): the resolver checks whether it committed",
+				 ua_fence->tk_attempt, ua_fence->tk_origin);
 	ereport(LOG,
 			(errmsg("upgrade_assist write fence is up (from file \"%s\"): %s",
 					UA_FENCE_FILE, ua_fence->reason)));
+}
+
+/*
+ * ua_fence_file_has_cutover
+ *		From _PG_init in the postmaster (the data directory is the working
+ *		directory; shared memory does not exist yet): does the fence file
+ *		name a cutover attempt or a takeover?  Never throws.
+ */
+bool
+ua_fence_file_has_cutover(void)
+{
+	FILE	   *f = fopen(UA_FENCE_FILE, "r");
+	char		line[UA_FENCE_REASON_MAX + 64];
+	bool		found = false;
+
+	if (f == NULL)
+		return false;
+	while (!found && fgets(line, sizeof(line), f) != NULL)
+	{
+		if (strncmp(line, "reason ", 7) == 0)
+			break;
+		found = strncmp(line, "cutover_attempt ", 16) == 0 ||
+			strncmp(line, "takeover ", 9) == 0;
+	}
+	fclose(f);
+	return found;
 }
 
 /*
@@ -259,7 +340,8 @@ ua_fence_shmem_startup(void)
  *		changed).
  */
 static void
-ua_fence_raise(const char *reason, TimestampTz auto_at)
+ua_fence_raise(const char *reason, TimestampTz auto_at, int64 attempt, Oid dboid,
+			   Oid userid, const char *peer)
 {
 	const char *me = GetUserNameFromId(GetUserId(), false);
 
@@ -281,7 +363,24 @@ ua_fence_raise(const char *reason, TimestampTz auto_at)
 	strlcpy(ua_fence->fenced_by, me, sizeof(ua_fence->fenced_by));
 	ua_fence->fenced_by_pid = MyProcPid;
 	pg_atomic_write_u64(&ua_fence->auto_unfence_at, (uint64) auto_at);
-	ua_fence_file_write();		/* on error the flag stays down */
+	ua_fence->co_attempt = attempt;
+	ua_fence->co_dboid = dboid;
+	ua_fence->co_userid = userid;
+	strlcpy(ua_fence->co_peer, peer ? peer : "", sizeof(ua_fence->co_peer));
+	ua_fence->tk_attempt = 0;
+	ua_fence->tk_origin = 0;
+	ua_fence->tk_dboid = InvalidOid;
+	ua_fence->waiting_for[0] = '\0';
+	PG_TRY();
+	{
+		ua_fence_file_write();	/* on error the flag stays down */
+	}
+	PG_CATCH();
+	{
+		ua_fence->co_attempt = 0;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 
 	ua_fence->drain_state = UA_DRAIN_RUNNING;
 	ua_fence->drain_finished = 0;
@@ -332,6 +431,9 @@ ua_fence_lift(const char *by, int elevel, uint64 generation)
 		fsync_fname(".", true);
 	pg_atomic_write_u32(&ua_fence->fenced, 0);
 	pg_atomic_write_u64(&ua_fence->auto_unfence_at, 0);
+	ua_fence->co_attempt = 0;
+	ua_fence->tk_attempt = 0;
+	ua_fence->waiting_for[0] = '\0';
 	ua_fence->lifted_at = GetCurrentTimestamp();
 	strlcpy(ua_fence->lifted_by, by, sizeof(ua_fence->lifted_by));
 	if (ua_fence->drain_state == UA_DRAIN_RUNNING)
@@ -365,7 +467,8 @@ ua_fence_check_reason(const char *reason)
  *		already; I/O errors leave it down).
  */
 static void
-ua_fence_engage_until(const char *reason, TimestampTz auto_at)
+ua_fence_engage_until(const char *reason, TimestampTz auto_at, int64 attempt,
+					  Oid dboid, Oid userid, const char *peer)
 {
 	char	   *prepared;
 
@@ -386,7 +489,7 @@ ua_fence_engage_until(const char *reason, TimestampTz auto_at)
 				 errdetail("Prepared transactions: %s.", prepared),
 				 errhint("COMMIT PREPARED or ROLLBACK PREPARED them first.")));
 
-	ua_fence_raise(reason, auto_at);
+	ua_fence_raise(reason, auto_at, attempt, dboid, userid, peer);
 }
 
 /*
@@ -400,7 +503,22 @@ ua_fence_engage(const char *reason)
 {
 	ua_require_preloaded(ua_fence);
 	ua_fence_check_reason(reason);
-	ua_fence_engage_until(reason, 0);
+	ua_fence_engage_until(reason, 0, 0, InvalidOid, InvalidOid, NULL);
+}
+
+/*
+ * ua_fence_engage_cutover
+ *		ua_fence_engage for a cutover attempt, which the fence file keeps
+ *		with the database, role and peer to ask after a restart.
+ */
+void
+ua_fence_engage_cutover(const char *reason, int64 attempt, Oid dboid, Oid userid,
+						const char *peer)
+{
+	ua_require_preloaded(ua_fence);
+	ua_fence_check_reason(reason);
+	Assert(attempt > 0 && OidIsValid(dboid) && OidIsValid(userid));
+	ua_fence_engage_until(reason, 0, attempt, dboid, userid, peer);
 }
 
 /*
@@ -530,7 +648,7 @@ fence(PG_FUNCTION_ARGS)
 
 	store = ua_materialize_srf(fcinfo, &tupdesc);
 
-	ua_fence_engage_until(reason, auto_at);
+	ua_fence_engage_until(reason, auto_at, 0, InvalidOid, InvalidOid, NULL);
 	started = GetCurrentTimestamp();
 
 	PG_TRY();
@@ -634,8 +752,8 @@ fence_status_rows(PG_FUNCTION_ARGS)
 {
 	TupleDesc	tupdesc;
 	Tuplestorestate *store;
-	Datum		values[12];
-	bool		nulls[12] = {false};
+	Datum		values[14];
+	bool		nulls[14] = {false};
 	bool		fenced;
 	TimestampTz auto_at;
 
@@ -676,8 +794,208 @@ fence_status_rows(PG_FUNCTION_ARGS)
 	nulls[10] = ua_fence->lifted_by[0] == '\0';
 	values[10] = CStringGetTextDatum(ua_fence->lifted_by);
 	values[11] = Int64GetDatum((int64) ua_fence->generation);
+	nulls[12] = !fenced || ua_fence->co_attempt == 0;
+	values[12] = Int64GetDatum(ua_fence->co_attempt);
+	nulls[13] = !fenced || ua_fence->waiting_for[0] == '\0';
+	values[13] = CStringGetTextDatum(ua_fence->waiting_for);
 	LWLockRelease(ua_fence->lock);
 
 	tuplestore_putvalues(store, tupdesc, values, nulls);
 	return (Datum) 0;
+}
+
+
+/* ---------------------------------------------------------------------------
+ * The cutover's attempt in the fence (contracts in fence.h)
+ * ---------------------------------------------------------------------------
+ */
+
+bool
+ua_fence_cutover_attempt(int64 *attempt, Oid *dboid, Oid *userid, char *peer)
+{
+	bool		found;
+
+	ua_require_preloaded(ua_fence);
+	(void) ua_fence_is_up();
+	LWLockAcquire(ua_fence->lock, LW_SHARED);
+	found = pg_atomic_read_u32(&ua_fence->fenced) != 0 && ua_fence->co_attempt != 0;
+	if (found)
+	{
+		if (attempt)
+			*attempt = ua_fence->co_attempt;
+		if (dboid)
+			*dboid = ua_fence->co_dboid;
+		if (userid)
+			*userid = ua_fence->co_userid;
+		if (peer)
+			strlcpy(peer, ua_fence->co_peer, NAMEDATALEN);
+	}
+	LWLockRelease(ua_fence->lock);
+	return found;
+}
+
+void
+ua_fence_forget_attempt(int64 attempt)
+{
+	ua_require_preloaded(ua_fence);
+	LWLockAcquire(ua_fence->lock, LW_EXCLUSIVE);
+	if (pg_atomic_read_u32(&ua_fence->fenced) != 0 && ua_fence->co_attempt == attempt)
+	{
+		ua_fence->co_attempt = 0;
+		PG_TRY();
+		{
+			ua_fence_file_write();
+		}
+		PG_CATCH();
+		{
+			ua_fence->co_attempt = attempt;
+			LWLockRelease(ua_fence->lock);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		ua_fence->waiting_for[0] = '\0';
+	}
+	LWLockRelease(ua_fence->lock);
+}
+
+bool
+ua_fence_release_attempt(int64 attempt, const char *by)
+{
+	uint64		generation = 0;
+
+	ua_require_preloaded(ua_fence);
+	LWLockAcquire(ua_fence->lock, LW_SHARED);
+	if (pg_atomic_read_u32(&ua_fence->fenced) != 0 && ua_fence->co_attempt == attempt)
+		generation = ua_fence->generation;
+	LWLockRelease(ua_fence->lock);
+	if (generation == 0)
+		return false;
+	return ua_fence_lift(by, ERROR, generation);
+}
+
+bool
+ua_fence_takeover_pending(uint64 *origin, int64 *attempt, Oid *dboid)
+{
+	bool		found;
+
+	ua_require_preloaded(ua_fence);
+	LWLockAcquire(ua_fence->lock, LW_SHARED);
+	found = pg_atomic_read_u32(&ua_fence->fenced) != 0 && ua_fence->tk_attempt != 0;
+	if (found)
+	{
+		*origin = ua_fence->tk_origin;
+		*attempt = ua_fence->tk_attempt;
+		*dboid = ua_fence->tk_dboid;
+	}
+	LWLockRelease(ua_fence->lock);
+	return found;
+}
+
+void
+ua_fence_forget_takeover(void)
+{
+	ua_require_preloaded(ua_fence);
+	LWLockAcquire(ua_fence->lock, LW_EXCLUSIVE);
+	if (pg_atomic_read_u32(&ua_fence->fenced) != 0 && ua_fence->tk_attempt != 0)
+	{
+		int64		attempt = ua_fence->tk_attempt;
+
+		ua_fence->tk_attempt = 0;
+		PG_TRY();
+		{
+			ua_fence_file_write();
+		}
+		PG_CATCH();
+		{
+			ua_fence->tk_attempt = attempt;
+			LWLockRelease(ua_fence->lock);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		ua_fence->waiting_for[0] = '\0';
+	}
+	LWLockRelease(ua_fence->lock);
+}
+
+void
+ua_fence_set_waiting(const char *text)
+{
+	ua_require_preloaded(ua_fence);
+	LWLockAcquire(ua_fence->lock, LW_EXCLUSIVE);
+	strlcpy(ua_fence->waiting_for, text ? text : "", sizeof(ua_fence->waiting_for));
+	LWLockRelease(ua_fence->lock);
+}
+
+/*
+ * fence_note_takeover(origin bigint, attempt bigint) returns void
+ *		Called by cutover_takeover() inside the takeover transaction, before
+ *		its commit: note the takeover of (origin, attempt) in this database
+ *		in the fence file, durably.  When the cluster crashes after the
+ *		commit but before the fence lift, the resolver at restart finds the
+ *		note, sees the committed record and lifts the fence; when the
+ *		takeover aborted, it finds no record and drops the note.  55000 when
+ *		the cluster is not fenced; the shared state is not changed (a
+ *		takeover that aborts leaves nothing to undo but the note in the
+ *		file, which only a restart reads).
+ */
+Datum
+fence_note_takeover(PG_FUNCTION_ARGS)
+{
+	int64		origin = PG_GETARG_INT64(0);
+	int64		attempt = PG_GETARG_INT64(1);
+
+	ua_require_preloaded(ua_fence);
+	if (attempt <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("attempt must be positive")));
+	LWLockAcquire(ua_fence->lock, LW_EXCLUSIVE);
+	if (pg_atomic_read_u32(&ua_fence->fenced) == 0)
+	{
+		LWLockRelease(ua_fence->lock);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the cluster is not fenced")));
+	}
+	ua_fence->tk_origin = (uint64) origin;
+	ua_fence->tk_attempt = attempt;
+	ua_fence->tk_dboid = MyDatabaseId;
+	PG_TRY();
+	{
+		ua_fence_file_write();
+	}
+	PG_FINALLY();
+	{
+		/* The note lives in the file only: see above. */
+		ua_fence->tk_attempt = 0;
+		ua_fence->tk_origin = 0;
+		ua_fence->tk_dboid = InvalidOid;
+	}
+	PG_END_TRY();
+	LWLockRelease(ua_fence->lock);
+	PG_RETURN_VOID();
+}
+
+bool
+ua_fence_claim_resolver(void)
+{
+	bool		claimed;
+
+	ua_require_preloaded(ua_fence);
+	LWLockAcquire(ua_fence->lock, LW_EXCLUSIVE);
+	claimed = ua_fence->resolver_pid == 0 || ua_fence->resolver_pid == MyProcPid ||
+		kill(ua_fence->resolver_pid, 0) != 0;
+	if (claimed)
+		ua_fence->resolver_pid = MyProcPid;
+	LWLockRelease(ua_fence->lock);
+	return claimed;
+}
+
+void
+ua_fence_release_resolver(void)
+{
+	LWLockAcquire(ua_fence->lock, LW_EXCLUSIVE);
+	if (ua_fence->resolver_pid == MyProcPid)
+		ua_fence->resolver_pid = 0;
+	LWLockRelease(ua_fence->lock);
 }

@@ -53,6 +53,18 @@ typedef struct UaFenceShared
 	int			drain_terminated;
 	TimestampTz lifted_at;
 	char		lifted_by[NAMEDATALEN + 32];
+	/* The cutover attempt this fence belongs to (in the fence file; 0: none) */
+	int64		co_attempt;
+	Oid			co_dboid;
+	Oid			co_userid;
+	char		co_peer[NAMEDATALEN];
+	/* A takeover of another cluster's attempt noted in flight here (file) */
+	uint64		tk_origin;
+	int64		tk_attempt;
+	Oid			tk_dboid;
+	/* Why the fence stays up and what it waits for (resolver; not in file) */
+	char		waiting_for[UA_FENCE_REASON_MAX + 1];
+	int			resolver_pid;	/* the cutover resolver running, or 0 */
 	int			nprocs;
 	pg_atomic_uint32 armed[FLEXIBLE_ARRAY_MEMBER];	/* pid, or 0 */
 } UaFenceShared;
@@ -164,5 +176,51 @@ extern void ua_fence_drain(int64 drain_ms, int *finished, int *terminated);
 extern bool ua_fence_release(const char *by);
 extern void ua_fence_exempt_session(void);
 extern void ua_fence_leave_drain(void);
+
+/*
+ * The cutover's attempt in the fence (docs/recovery.md).  All need the
+ * library preloaded.
+ *
+ * ua_fence_engage_cutover: ua_fence_engage, with the attempt, the database,
+ * the role and the peer of the cutover kept in the fence file, so that a
+ * restart knows whom to ask.
+ *
+ * ua_fence_cutover_attempt: the attempt the fence up now belongs to (false
+ * when not fenced or fenced by fence()); any out argument may be NULL.
+ *
+ * ua_fence_forget_attempt: the attempt is settled and the fence stays (this
+ * side is the standby now): drop the attempt from the fence file.  Nothing
+ * happens unless the fence up belongs to that attempt.  Throws on I/O
+ * errors (the file then still names the attempt).
+ *
+ * ua_fence_release_attempt: lift the fence if (and only if) it belongs to
+ * that attempt; by as for ua_fence_release.  False when it does not.
+ *
+ * ua_fence_takeover_pending: on the cluster that took over: a takeover of
+ * (origin, attempt) in database dboid was noted in the fence file by
+ * cutover_takeover() and the fence is still up (it crashed between commit
+ * and lift, or the takeover aborted).  ua_fence_forget_takeover drops the
+ * note (the fence stays).
+ *
+ * ua_fence_set_waiting: what fence_status.waiting_for shows (NULL clears).
+ *
+ * ua_fence_file_has_cutover: in _PG_init of the postmaster, before shared
+ * memory: the fence file names an attempt or a takeover (a resolver must
+ * run at startup).
+ */
+extern void ua_fence_engage_cutover(const char *reason, int64 attempt, Oid dboid,
+									Oid userid, const char *peer);
+extern bool ua_fence_cutover_attempt(int64 *attempt, Oid *dboid, Oid *userid,
+									 char *peer);
+extern void ua_fence_forget_attempt(int64 attempt);
+extern bool ua_fence_release_attempt(int64 attempt, const char *by);
+extern bool ua_fence_takeover_pending(uint64 *origin, int64 *attempt, Oid *dboid);
+extern void ua_fence_forget_takeover(void);
+extern void ua_fence_set_waiting(const char *text);
+extern bool ua_fence_file_has_cutover(void);
+
+/* The one cutover resolver of the cluster: claim (false: one runs), release. */
+extern bool ua_fence_claim_resolver(void);
+extern void ua_fence_release_resolver(void);
 
 #endif							/* UA_FENCE_H */

@@ -115,5 +115,6 @@ _PG_init(void)
 	shmem_startup_hook = ua_shmem_startup;
 
 	ua_heartbeat_register_launcher();
+	ua_cutover_register_resolver();
 	ua_fence_install_hooks();
 }
