@@ -334,6 +334,42 @@ CREATE INDEX stats_task_queue ON upgrade_assist.stats_task
     (run_id, stage_done, pages DESC);
 CREATE INDEX stats_task_relid ON upgrade_assist.stats_task (relid, analyzed_at);
 
+-- The export tables of export_stats() (see the export and import section
+-- below; here because stats_coverage names them).
+CREATE TABLE upgrade_assist.stats_export_rel (
+    schemaname    text NOT NULL,
+    relname       text NOT NULL,
+    relpages      integer NOT NULL,
+    reltuples     real NOT NULL,
+    relallvisible integer NOT NULL,
+    PRIMARY KEY (schemaname, relname)
+);
+
+-- One row per pg_statistic row, its slots by kind as in pg_stats.
+CREATE TABLE upgrade_assist.stats_export_att (
+    schemaname             text NOT NULL,
+    relname                text NOT NULL,
+    attname                text NOT NULL,
+    inherited              boolean NOT NULL,
+    atttype                text NOT NULL,
+    attcollation           text,
+    attstattarget          integer NOT NULL,
+    null_frac              real NOT NULL,
+    avg_width              integer NOT NULL,
+    n_distinct             real NOT NULL,
+    most_common_vals       text,
+    most_common_freqs      real[],
+    histogram_bounds       text,
+    correlation            real,
+    most_common_elems      text,
+    most_common_elem_freqs real[],
+    elem_count_histogram   real[],
+    range_length_histogram text,
+    range_empty_frac       real,
+    range_bounds_histogram text,
+    PRIMARY KEY (schemaname, relname, attname, inherited)
+);
+
 -- Import runs of import_stats() (see the export and import section below;
 -- here because stats_coverage reads them): import_stats() hands the work to a worker that
 -- commits one batch of tables at a time and records each table here; a call
@@ -462,9 +498,14 @@ SELECT c.oid::regclass                                    AS relid,
    AND c.relpersistence <> 't'
    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname !~ '^pg_toast'
-   -- the rebuild's own bookkeeping, which it changes while it runs
+   -- the rebuild's and the import's own bookkeeping, which they change
+   -- while they run, and the export (read once, by the import)
    AND c.oid NOT IN ('upgrade_assist.stats_run'::regclass,
-                     'upgrade_assist.stats_task'::regclass);
+                     'upgrade_assist.stats_task'::regclass,
+                     'upgrade_assist.stats_import_run'::regclass,
+                     'upgrade_assist.stats_import_table'::regclass,
+                     'upgrade_assist.stats_export_rel'::regclass,
+                     'upgrade_assist.stats_export_att'::regclass);
 
 CREATE FUNCTION upgrade_assist.rebuild_stats(
     stages integer[] DEFAULT '{1,10,-1}',
@@ -571,40 +612,6 @@ GRANT SELECT ON upgrade_assist.stats_coverage TO pg_monitor;
 -- from these tables (carried by pg_upgrade or replication) or straight from
 -- a peer.  The tables hold sample values of the data: superusers only.
 -- ---------------------------------------------------------------------------
-
-CREATE TABLE upgrade_assist.stats_export_rel (
-    schemaname    text NOT NULL,
-    relname       text NOT NULL,
-    relpages      integer NOT NULL,
-    reltuples     real NOT NULL,
-    relallvisible integer NOT NULL,
-    PRIMARY KEY (schemaname, relname)
-);
-
--- One row per pg_statistic row, its slots by kind as in pg_stats.
-CREATE TABLE upgrade_assist.stats_export_att (
-    schemaname             text NOT NULL,
-    relname                text NOT NULL,
-    attname                text NOT NULL,
-    inherited              boolean NOT NULL,
-    atttype                text NOT NULL,
-    attcollation           text,
-    attstattarget          integer NOT NULL,
-    null_frac              real NOT NULL,
-    avg_width              integer NOT NULL,
-    n_distinct             real NOT NULL,
-    most_common_vals       text,
-    most_common_freqs      real[],
-    histogram_bounds       text,
-    correlation            real,
-    most_common_elems      text,
-    most_common_elem_freqs real[],
-    elem_count_histogram   real[],
-    range_length_histogram text,
-    range_empty_frac       real,
-    range_bounds_histogram text,
-    PRIMARY KEY (schemaname, relname, attname, inherited)
-);
 
 CREATE FUNCTION upgrade_assist.export_stats()
 RETURNS integer
