@@ -908,6 +908,9 @@ ua_import_table_call(void *arg)
 	ua_import_table(c->rel, c->rr, c->att, c->first, c->last, c->res);
 }
 
+/* The worker's plan of UA_IMPORT_RECORD_SQL. */
+static SPIPlanPtr ua_import_record_plan = NULL;
+
 /*
  * ua_import_record
  *		Store one table's outcome in the run.  Caller is connected to SPI.
@@ -920,6 +923,7 @@ ua_import_record(int64 run_id, const char *schema, const char *relname,
 	INT4OID, INT4OID, TEXTOID, INT4OID, INT4OID};
 	Datum		values[10];
 	char		nulls[11] = "          ";
+	int			rc;
 
 	values[0] = Int64GetDatum(run_id);
 	values[1] = CStringGetTextDatum(schema);
@@ -933,7 +937,19 @@ ua_import_record(int64 run_id, const char *schema, const char *relname,
 	nulls[7] = res->detail.len > 0 ? ' ' : 'n';
 	values[8] = Int32GetDatum(batch);
 	values[9] = Int32GetDatum(attempt);
-	ua_spi_exec_typed(UA_IMPORT_RECORD_SQL, 10, types, values, nulls, SPI_OK_INSERT);
+
+	/* Planned once per worker: it runs for every table. */
+	if (ua_import_record_plan == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(UA_IMPORT_RECORD_SQL, 10, types);
+
+		if (plan == NULL || SPI_keepplan(plan) != 0)
+			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+		ua_import_record_plan = plan;
+	}
+	rc = SPI_execute_plan(ua_import_record_plan, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
 }
 
 /*
@@ -1023,6 +1039,117 @@ ua_import_is_done(UaRows *done, int *dr, UaRows *rel, int rr)
 	return false;
 }
 
+/* Where the import is in the relation, attribute and done rows. */
+typedef struct UaImportPos
+{
+	int			rr;
+	int			ar;
+	int			dr;
+} UaImportPos;
+
+/*
+ * ua_import_batch
+ *		Import the next batch_size tables not done yet from *pos on, in one
+ *		transaction, and record each.  With safe, each table in a
+ *		subtransaction (a failing table is recorded failed); without, any
+ *		error throws out of the whole batch.
+ */
+static void
+ua_import_batch(UaImportArgs *a, UaRows *rel, UaRows *att, UaRows *done,
+				UaImportPos *pos, int64 run_id, int batch, int attempt,
+				MemoryContext cxt, bool safe)
+{
+	int			n = 0;
+	Oid			save_userid;
+	int			save_sec;
+
+	ua_xact_begin("import_stats: importing");
+	ua_fence_exempt_begin();
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	for (; pos->rr < rel->nrows && n < a->batch_size; pos->rr++)
+	{
+		UaImportResult res = {0};
+		UaImportCall call;
+		ErrorData  *edata = NULL;
+		int			first;
+
+		/* Attribute rows of tables without a relation row: none. */
+		while (pos->ar < att->nrows && ua_table_cmp(att, pos->ar, rel, pos->rr) < 0)
+			pos->ar++;
+		first = pos->ar;
+		while (pos->ar < att->nrows && ua_same_table(rel, pos->rr, att, pos->ar))
+			pos->ar++;
+		if (ua_import_is_done(done, &pos->dr, rel, pos->rr))
+			continue;
+		n++;
+
+		initStringInfo(&res.detail);
+		call.rel = rel;
+		call.rr = pos->rr;
+		call.att = att;
+		call.first = first;
+		call.last = pos->ar;
+		call.res = &res;
+		call.roleid = a->roleid;
+		call.sec = save_sec;
+		if (safe)
+			edata = ua_try_subxact(ua_import_table_call, &call);
+		else
+			ua_import_table_call(&call);
+		SetUserIdAndSecContext(save_userid, save_sec);
+		if (edata != NULL)
+		{
+			/* A cancel or shutdown is the run's, not the table's. */
+			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+				edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+				ReThrowError(edata);
+			res.status = "failed";
+			res.imported = 0;
+			res.skipped = pos->ar - first;
+			resetStringInfo(&res.detail);
+			appendStringInfo(&res.detail, "%s (SQLSTATE %s)",
+							 edata->message ? edata->message : "unknown error",
+							 unpack_sql_state(edata->sqlerrcode));
+			FreeErrorData(edata);
+		}
+		ua_import_record(run_id, UA_CELL(rel, pos->rr, 0), UA_CELL(rel, pos->rr, 1),
+						 &res, batch, attempt);
+	}
+	ua_fence_exempt_end();
+	ua_xact_end(cxt);
+}
+
+/*
+ * ua_import_batch_fast
+ *		ua_import_batch without subtransactions; returns false, with the
+ *		batch rolled back and out of any transaction, when it threw (but
+ *		rethrows a cancel or a shutdown).
+ */
+static bool
+ua_import_batch_fast(UaImportArgs *a, UaRows *rel, UaRows *att, UaRows *done,
+					 UaImportPos *pos, int64 run_id, int batch, int attempt,
+					 MemoryContext cxt)
+{
+	volatile bool ok = true;
+
+	PG_TRY();
+	{
+		ua_import_batch(a, rel, att, done, pos, run_id, batch, attempt, cxt, false);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = ua_recover_from_error(cxt);
+
+		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+			ReThrowError(edata);
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
 /*
  * ua_import_run
  *		The worker's work: start or resume the run, read the statistics,
@@ -1038,9 +1165,7 @@ ua_import_run(UaImportArgs *a, MemoryContext cxt, int64 *run_id_out)
 	int64		run_id;
 	int			attempt;
 	int			batch;
-	int			ar = 0;
-	int			dr = 0;
-	int			rr = 0;
+	UaImportPos pos = {0, 0, 0};
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
 	Oid			save_userid;
@@ -1075,9 +1200,9 @@ ua_import_run(UaImportArgs *a, MemoryContext cxt, int64 *run_id_out)
 	}
 	ua_xact_end(cxt);
 
-	while (rr < rel.nrows)
+	while (pos.rr < rel.nrows)
 	{
-		int			n = 0;
+		UaImportPos start = pos;
 
 		CHECK_FOR_INTERRUPTS();
 		if (BackendPidGetProc(a->caller_pid) == NULL)
@@ -1085,57 +1210,20 @@ ua_import_run(UaImportArgs *a, MemoryContext cxt, int64 *run_id_out)
 					(errcode(ERRCODE_QUERY_CANCELED),
 					 errmsg("the caller of import_stats() is gone")));
 		batch++;
-		ua_xact_begin("import_stats: importing");
-		ua_fence_exempt_begin();
-		GetUserIdAndSecContext(&save_userid, &save_sec);
-		for (; rr < rel.nrows && n < a->batch_size; rr++)
+
+		/*
+		 * The batch in one transaction without subtransactions (no
+		 * subtransaction XIDs to overflow every snapshot of the server); if
+		 * it fails, again with one subtransaction per table, so that the
+		 * table that failed is reported and rolled back alone.
+		 */
+		if (!ua_import_batch_fast(a, &rel, &att, &done, &pos, run_id, batch,
+								  attempt, cxt))
 		{
-			UaImportResult res = {0};
-			UaImportCall call;
-			ErrorData  *edata;
-			int			first;
-
-			/* Attribute rows of tables without a relation row: none. */
-			while (ar < att.nrows && ua_table_cmp(&att, ar, &rel, rr) < 0)
-				ar++;
-			first = ar;
-			while (ar < att.nrows && ua_same_table(&rel, rr, &att, ar))
-				ar++;
-			if (ua_import_is_done(&done, &dr, &rel, rr))
-				continue;
-			n++;
-
-			initStringInfo(&res.detail);
-			call.rel = &rel;
-			call.rr = rr;
-			call.att = &att;
-			call.first = first;
-			call.last = ar;
-			call.res = &res;
-			call.roleid = a->roleid;
-			call.sec = save_sec;
-			edata = ua_try_subxact(ua_import_table_call, &call);
-			SetUserIdAndSecContext(save_userid, save_sec);
-			if (edata != NULL)
-			{
-				/* A cancel or shutdown is the run's, not the table's. */
-				if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-					edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
-					ReThrowError(edata);
-				res.status = "failed";
-				res.imported = 0;
-				res.skipped = ar - first;
-				resetStringInfo(&res.detail);
-				appendStringInfo(&res.detail, "%s (SQLSTATE %s)",
-								 edata->message ? edata->message : "unknown error",
-								 unpack_sql_state(edata->sqlerrcode));
-				FreeErrorData(edata);
-			}
-			ua_import_record(run_id, UA_CELL(&rel, rr, 0), UA_CELL(&rel, rr, 1),
-							 &res, batch, attempt);
+			pos = start;
+			ua_import_batch(a, &rel, &att, &done, &pos, run_id, batch, attempt,
+							cxt, true);
 		}
-		ua_fence_exempt_end();
-		ua_xact_end(cxt);
 	}
 
 	ua_xact_begin("import_stats: finishing");
