@@ -336,6 +336,81 @@ CREATE INDEX stats_task_queue ON upgrade_assist.stats_task
     (run_id, stage_done, pages DESC);
 CREATE INDEX stats_task_relid ON upgrade_assist.stats_task (relid, analyzed_at);
 
+-- The export tables of export_stats() (see the export and import section
+-- below; here because stats_coverage names them).
+CREATE TABLE upgrade_assist.stats_export_rel (
+    schemaname    text NOT NULL,
+    relname       text NOT NULL,
+    relpages      integer NOT NULL,
+    reltuples     real NOT NULL,
+    relallvisible integer NOT NULL,
+    PRIMARY KEY (schemaname, relname)
+);
+
+-- One row per pg_statistic row, its slots by kind as in pg_stats.
+CREATE TABLE upgrade_assist.stats_export_att (
+    schemaname             text NOT NULL,
+    relname                text NOT NULL,
+    attname                text NOT NULL,
+    inherited              boolean NOT NULL,
+    atttype                text NOT NULL,
+    attcollation           text,
+    attstattarget          integer NOT NULL,
+    null_frac              real NOT NULL,
+    avg_width              integer NOT NULL,
+    n_distinct             real NOT NULL,
+    most_common_vals       text,
+    most_common_freqs      real[],
+    histogram_bounds       text,
+    correlation            real,
+    most_common_elems      text,
+    most_common_elem_freqs real[],
+    elem_count_histogram   real[],
+    range_length_histogram text,
+    range_empty_frac       real,
+    range_bounds_histogram text,
+    PRIMARY KEY (schemaname, relname, attname, inherited)
+);
+
+-- Import runs of import_stats() (see the export and import section below;
+-- here because stats_coverage reads them): import_stats() hands the work to a worker that
+-- commits one batch of tables at a time and records each table here; a call
+-- that finds a run of the same source still 'running' (cancelled, or the
+-- server crashed) resumes it.  Rows carry the cluster that wrote them
+-- (origin), as stats_run's do: a run carried by pg_upgrade is inert.
+CREATE TABLE upgrade_assist.stats_import_run (
+    run_id        bigint      PRIMARY KEY,   -- max + 1 under the import's lock
+    origin        bigint      NOT NULL,
+    source        text,                      -- NULL: the export tables
+    state         text        NOT NULL DEFAULT 'running',
+    started_by    name        NOT NULL,
+    started_at    timestamptz NOT NULL,
+    ended_at      timestamptz,
+    attempts      integer     NOT NULL DEFAULT 1,
+    request       bigint      NOT NULL,      -- the last call's, to find it
+    error_code    text,
+    error_message text,
+    CONSTRAINT stats_import_run_state_check CHECK (state IN ('running', 'done'))
+);
+CREATE TABLE upgrade_assist.stats_import_table (
+    run_id           bigint      NOT NULL
+                     REFERENCES upgrade_assist.stats_import_run ON DELETE CASCADE,
+    schemaname       text        NOT NULL,
+    relname          text        NOT NULL,
+    relid            oid,                    -- the table on this side
+    status           text        NOT NULL,
+    columns_imported integer     NOT NULL,
+    columns_skipped  integer     NOT NULL,
+    detail           text,
+    batch            integer     NOT NULL,   -- its transaction, 1-based in the run
+    attempt          integer     NOT NULL,   -- the call of the run that did it
+    imported_at      timestamptz NOT NULL,
+    PRIMARY KEY (run_id, schemaname, relname),
+    CONSTRAINT stats_import_table_status_check
+        CHECK (status IN ('imported', 'skipped', 'failed'))
+);
+CREATE INDEX stats_import_table_relid ON upgrade_assist.stats_import_table (relid);
+
 -- One row per table, materialized view and partitioned table outside the
 -- system schemas (and the two tables above).  A table has complete statistics when every column that
 -- takes statistics (attstattarget not 0) has a pg_statistic row and every
@@ -360,9 +435,13 @@ SELECT c.oid::regclass                                    AS relid,
        col.with_stats                                     AS columns_with_stats,
        ext.total                                          AS ext_stats,
        ext.built                                          AS ext_stats_built,
-       greatest(s.last_analyze, s.last_autoanalyze, ours.analyzed_at)
+       greatest(s.last_analyze, s.last_autoanalyze, ours.analyzed_at, imp.imported_at)
                                                           AS last_analyzed,
        CASE
+         WHEN imp.imported_at IS NOT NULL
+              AND imp.imported_at >= coalesce(greatest(s.last_analyze, s.last_autoanalyze,
+                                                       ours.analyzed_at), '-infinity')
+           THEN 'import_stats'
          WHEN ours.analyzed_at IS NOT NULL
               AND ours.analyzed_at >= coalesce(greatest(s.last_analyze, s.last_autoanalyze), '-infinity')
            THEN 'upgrade_assist'
@@ -410,13 +489,25 @@ SELECT c.oid::regclass                                    AS relid,
         WHERE t.relid = c.oid
           AND r.origin = (SELECT system_identifier FROM pg_catalog.pg_control_system())) ours
     ON true
+  LEFT JOIN LATERAL (
+       SELECT pg_catalog.max(t.imported_at) AS imported_at
+         FROM upgrade_assist.stats_import_table t
+         JOIN upgrade_assist.stats_import_run r USING (run_id)
+        WHERE t.relid = c.oid AND t.status = 'imported'
+          AND r.origin = (SELECT system_identifier FROM pg_catalog.pg_control_system())) imp
+    ON true
  WHERE c.relkind IN ('r', 'm', 'p')
    AND c.relpersistence <> 't'
    AND n.nspname NOT IN ('pg_catalog', 'information_schema')
    AND n.nspname !~ '^pg_toast'
-   -- the rebuild's own bookkeeping, which it changes while it runs
+   -- the rebuild's and the import's own bookkeeping, which they change
+   -- while they run, and the export (read once, by the import)
    AND c.oid NOT IN ('upgrade_assist.stats_run'::regclass,
-                     'upgrade_assist.stats_task'::regclass);
+                     'upgrade_assist.stats_task'::regclass,
+                     'upgrade_assist.stats_import_run'::regclass,
+                     'upgrade_assist.stats_import_table'::regclass,
+                     'upgrade_assist.stats_export_rel'::regclass,
+                     'upgrade_assist.stats_export_att'::regclass);
 
 CREATE FUNCTION upgrade_assist.rebuild_stats(
     stages integer[] DEFAULT '{1,10,-1}',
@@ -524,46 +615,13 @@ GRANT SELECT ON upgrade_assist.stats_coverage TO pg_monitor;
 -- a peer.  The tables hold sample values of the data: superusers only.
 -- ---------------------------------------------------------------------------
 
-CREATE TABLE upgrade_assist.stats_export_rel (
-    schemaname    text NOT NULL,
-    relname       text NOT NULL,
-    relpages      integer NOT NULL,
-    reltuples     real NOT NULL,
-    relallvisible integer NOT NULL,
-    PRIMARY KEY (schemaname, relname)
-);
-
--- One row per pg_statistic row, its slots by kind as in pg_stats.
-CREATE TABLE upgrade_assist.stats_export_att (
-    schemaname             text NOT NULL,
-    relname                text NOT NULL,
-    attname                text NOT NULL,
-    inherited              boolean NOT NULL,
-    atttype                text NOT NULL,
-    attcollation           text,
-    attstattarget          integer NOT NULL,
-    null_frac              real NOT NULL,
-    avg_width              integer NOT NULL,
-    n_distinct             real NOT NULL,
-    most_common_vals       text,
-    most_common_freqs      real[],
-    histogram_bounds       text,
-    correlation            real,
-    most_common_elems      text,
-    most_common_elem_freqs real[],
-    elem_count_histogram   real[],
-    range_length_histogram text,
-    range_empty_frac       real,
-    range_bounds_histogram text,
-    PRIMARY KEY (schemaname, relname, attname, inherited)
-);
-
 CREATE FUNCTION upgrade_assist.export_stats()
 RETURNS integer
 AS 'MODULE_PATHNAME', 'export_stats'
 LANGUAGE C VOLATILE;
 
-CREATE FUNCTION upgrade_assist.import_stats(source text DEFAULT NULL)
+CREATE FUNCTION upgrade_assist.import_stats(source text DEFAULT NULL,
+                                            batch_size integer DEFAULT 100)
 RETURNS TABLE (schemaname text, relname text, status text,
                columns_imported integer, columns_skipped integer, detail text)
 AS 'MODULE_PATHNAME', 'import_stats'
@@ -572,7 +630,10 @@ LANGUAGE C VOLATILE;
 REVOKE ALL ON upgrade_assist.stats_export_rel FROM PUBLIC;
 REVOKE ALL ON upgrade_assist.stats_export_att FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.export_stats() FROM PUBLIC;
-REVOKE ALL ON FUNCTION upgrade_assist.import_stats(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.import_stats(text, integer) FROM PUBLIC;
+REVOKE ALL ON upgrade_assist.stats_import_run FROM PUBLIC;
+REVOKE ALL ON upgrade_assist.stats_import_table FROM PUBLIC;
+GRANT SELECT ON upgrade_assist.stats_import_run, upgrade_assist.stats_import_table TO pg_monitor;
 -- Preflight (run on the primary): what would make a cutover lose or break
 -- data.  With a peer (the subscriber), both sides are compared; it writes
 -- nothing.  The cutover's checks step runs it too.

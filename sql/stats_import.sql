@@ -54,14 +54,31 @@ SELECT relpages > 0 AS has_pages, reltuples FROM pg_class WHERE oid = 'si_plain'
 SELECT relid, has_statistics, columns, columns_with_stats
   FROM upgrade_assist.stats_coverage
  WHERE relname LIKE 'si\_%' AND relname <> 'si_before' ORDER BY 1;
--- Again: it is restartable, the result is the same.
+SELECT relname, analyzed_by FROM upgrade_assist.stats_coverage
+ WHERE relname LIKE 'si\_%' AND relname <> 'si_before' ORDER BY 1;
+-- Again, one table per transaction: a new run (the last one ended), the
+-- same result, every table recorded by a transaction of its own.
 SELECT relname, status, columns_imported, columns_skipped
-  FROM upgrade_assist.import_stats() WHERE relname LIKE 'si\_%' ORDER BY relname;
+  FROM upgrade_assist.import_stats(batch_size => 1)
+ WHERE relname LIKE 'si\_%' ORDER BY relname;
+SELECT run_id, state, attempts, source IS NULL AS from_export_tables,
+       error_code IS NULL AS no_error, ended_at IS NOT NULL AS ended
+  FROM upgrade_assist.stats_import_run ORDER BY run_id;
+SELECT count(*) = count(DISTINCT batch) AS one_batch_each,
+       count(*) = count(DISTINCT xmin::text) AS one_transaction_each,
+       min(attempt) = 1 AND max(attempt) = 1 AS first_attempt
+  FROM upgrade_assist.stats_import_table
+ WHERE run_id = (SELECT max(run_id) FROM upgrade_assist.stats_import_run);
 
 -- Bad input.
 \set VERBOSITY sqlstate
 SELECT * FROM upgrade_assist.import_stats('');
 SELECT * FROM upgrade_assist.import_stats('no_such_peer');
+SELECT * FROM upgrade_assist.import_stats(batch_size => 0);
+SELECT * FROM upgrade_assist.import_stats(batch_size => 10001);
+SELECT * FROM upgrade_assist.import_stats(NULL, NULL);
+-- (nothing recorded for them)
+SELECT count(*) FROM upgrade_assist.stats_import_run;
 \set VERBOSITY default
 
 -- A bad value in the export fails that table alone, rolled back (18 and
@@ -98,7 +115,10 @@ SELECT count(*) FROM upgrade_assist.stats_export_att;
 RESET ROLE;
 GRANT USAGE ON SCHEMA upgrade_assist TO regress_si_importer;
 GRANT EXECUTE ON FUNCTION upgrade_assist.export_stats() TO regress_si_importer;
-GRANT EXECUTE ON FUNCTION upgrade_assist.import_stats(text) TO regress_si_importer;
+GRANT EXECUTE ON FUNCTION upgrade_assist.import_stats(text, integer) TO regress_si_importer;
+SET ROLE regress_si_importer;
+SELECT * FROM upgrade_assist.import_stats();
+RESET ROLE;
 GRANT SELECT ON upgrade_assist.stats_export_rel, upgrade_assist.stats_export_att
    TO regress_si_importer;
 SET ROLE regress_si_importer;
@@ -118,5 +138,5 @@ REVOKE ALL ON upgrade_assist.stats_export_rel, upgrade_assist.stats_export_att
   FROM regress_si_importer;
 REVOKE ALL ON FUNCTION upgrade_assist.export_stats() FROM regress_si_importer;
 REVOKE USAGE ON SCHEMA upgrade_assist FROM regress_si_importer;
-REVOKE ALL ON FUNCTION upgrade_assist.import_stats(text) FROM regress_si_importer;
+REVOKE ALL ON FUNCTION upgrade_assist.import_stats(text, integer) FROM regress_si_importer;
 DROP ROLE regress_si_nobody, regress_si_importer;

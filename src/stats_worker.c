@@ -134,14 +134,34 @@ ua_stats_cancelled(void)
  *		whose message is copied to *errmsg_out.  Never throws for an error
  *		of ANALYZE itself.
  */
+/* What ua_stats_analyze runs in its subtransaction. */
+typedef struct UaAnalyzeCall
+{
+	const char *sql;
+	Oid			roleid;
+	int			sec;
+} UaAnalyzeCall;
+
+static void
+ua_stats_analyze_call(void *arg)
+{
+	UaAnalyzeCall *call = (UaAnalyzeCall *) arg;
+	int			rc;
+
+	SetUserIdAndSecContext(call->roleid, call->sec | SECURITY_LOCAL_USERID_CHANGE);
+	rc = SPI_execute(call->sql, false, 0);
+	if (rc != SPI_OK_UTILITY)
+		elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
+}
+
 static int
 ua_stats_analyze(const char *sql, int target, Oid roleid, char **errmsg_out)
 {
-	MemoryContext oldcxt = CurrentMemoryContext;
-	ResourceOwner oldowner = CurrentResourceOwner;
 	Oid			save_userid;
 	int			save_sec;
-	volatile int sqlerrcode = 0;
+	int			sqlerrcode = 0;
+	UaAnalyzeCall call;
+	ErrorData  *edata;
 
 	if (target > 0)
 	{
@@ -159,40 +179,22 @@ ua_stats_analyze(const char *sql, int target, Oid roleid, char **errmsg_out)
 	/*
 	 * ANALYZE itself runs fenced, like any statement (it works read-only);
 	 * only the bookkeeping around it passes the fence.  This section is
-	 * inside the one ua_stats_turn opened, and the PG_CATCH below keeps
-	 * every error of ANALYZE from leaving it.
+	 * inside the one ua_stats_turn opened, and ua_try_subxact keeps every
+	 * error of ANALYZE from leaving it.
 	 */
 	ua_fence_exempt_end();
 	GetUserIdAndSecContext(&save_userid, &save_sec);
-	BeginInternalSubTransaction(NULL);
-	SetUserIdAndSecContext(roleid, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	PG_TRY();
+	call.sql = sql;
+	call.roleid = roleid;
+	call.sec = save_sec;
+	edata = ua_try_subxact(ua_stats_analyze_call, &call);
+	SetUserIdAndSecContext(save_userid, save_sec);
+	if (edata != NULL)
 	{
-		int			rc = SPI_execute(sql, false, 0);
-
-		if (rc != SPI_OK_UTILITY)
-			elog(ERROR, "SPI_execute failed: %s", SPI_result_code_string(rc));
-		SetUserIdAndSecContext(save_userid, save_sec);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(oldcxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		SetUserIdAndSecContext(save_userid, save_sec);
-		MemoryContextSwitchTo(oldcxt);
-		CurrentResourceOwner = oldowner;
 		sqlerrcode = edata->sqlerrcode;
 		*errmsg_out = pstrdup(edata->message ? edata->message : "unknown error");
 		FreeErrorData(edata);
 	}
-	PG_END_TRY();
 	ua_fence_exempt_begin();
 	return sqlerrcode;
 }

@@ -29,6 +29,7 @@
 #include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -436,4 +437,50 @@ ua_require_preloaded(const void *state)
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("upgrade_assist must be loaded via shared_preload_libraries"),
 				 errhint("Add upgrade_assist to shared_preload_libraries and restart the server.")));
+}
+
+/* ---------------------------------------------------------------------------
+ * Errors caught in an internal subtransaction
+ * ---------------------------------------------------------------------------
+ */
+
+/*
+ * ua_try_subxact
+ *		Run fn(arg) in an internal subtransaction of the current transaction.
+ *		Returns NULL when it returned (the subtransaction committed), else the
+ *		error it threw, copied into the caller's memory context, with the
+ *		subtransaction rolled back.  Either way the caller's memory context
+ *		and resource owner are current again.  The caller decides what to do
+ *		with the error: ReThrowError() for the SQLSTATEs it does not expect,
+ *		FreeErrorData() otherwise.  Errors of fn are never left half-handled:
+ *		query cancels and the like come back here too, so a caller must
+ *		rethrow ERRCODE_QUERY_CANCELED unless it means to absorb it.
+ */
+ErrorData *
+ua_try_subxact(void (*fn) (void *arg), void *arg)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	ErrorData  *volatile edata = NULL;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		fn(arg);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_END_TRY();
+	return edata;
 }

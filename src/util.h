@@ -71,4 +71,7 @@ extern int	ua_wait(int events, long timeout_ms, UaWaitEvent which);
 /* The library preloaded (state is a module's shared state, NULL if not) */
 extern void ua_require_preloaded(const void *state);
 
+/* A callback in an internal subtransaction: NULL, or the error it threw */
+extern ErrorData *ua_try_subxact(void (*fn) (void *arg), void *arg);
+
 #endif							/* UA_UTIL_H */

@@ -79,30 +79,7 @@ $old->stop;
 sub upgrade_to
 {
 	my ($name, $install) = @_;
-	my $new = PostgreSQL::Test::Cluster->new($name, install_path => $install);
-	# 18 enables data checksums by default; the old cluster has none.
-	$new->init(
-		extra => $new->pg_version >= 18 ? ['--no-data-checksums'] : []);
-	$new->append_conf(
-		'postgresql.conf', qq{
-shared_preload_libraries = 'upgrade_assist'
-max_worker_processes = 16
-autovacuum = off
-});
-	my $sockdir = PostgreSQL::Test::Utils::tempdir_short();
-	my $workdir = PostgreSQL::Test::Utils::tempdir();
-	chdir $workdir or die "chdir $workdir: $!";
-	command_ok(
-		[
-			"$install/bin/pg_upgrade", '--no-sync',
-			'-d', $old->data_dir, '-D', $new->data_dir,
-			'-b', "$old_install/bin", '-B', "$install/bin",
-			'-s', $sockdir, '-p', $old->port, '-P', $new->port,
-			'--copy'
-		],
-		"pg_upgrade 13 -> $name");
-	$new->start;
-	return $new;
+	return UATest::pg_upgrade($old, $name, $install, $old_install);
 }
 
 sub coverage_missing

@@ -15,7 +15,15 @@
 # estimates of a fixed set of single-table queries equal the old side's.
 #
 # The schema: a partitioned table, an array column (element statistics), a
-# range column, a quoted identifier and a skewed column.
+# range column, a quoted identifier, a skewed column and extended statistics
+# (which no import carries).
+#
+# Restart (logical replication part): a first import, one table per
+# transaction, waits for a table another session has locked and is
+# cancelled; the tables before it stay imported; the next call (fenced)
+# resumes the run, imports only what was left and returns the whole run.
+# After the import (pg_upgrade part), rebuild_stats(only_missing => true)
+# analyzes only the table with extended statistics.
 
 use strict;
 use warnings;
@@ -43,6 +51,7 @@ CREATE TABLE public.parted (k integer, v text) PARTITION BY RANGE (k);
 CREATE TABLE public.parted_1 PARTITION OF public.parted FOR VALUES FROM (0) TO (500);
 CREATE TABLE public.parted_2 PARTITION OF public.parted FOR VALUES FROM (500) TO (1000);
 CREATE TABLE public."Quoted Table" ("Col" integer);
+CREATE STATISTICS public.items_dep (dependencies) ON id, skewed FROM public.items;
 };
 
 my $data = q{
@@ -124,6 +133,47 @@ is( $new->safe_psql(
 	'0',
 	'no statistics on the new side before the import');
 
+# A first import, one table per transaction, stops at a table locked by
+# another session (unfenced for that session's lock) and is cancelled.
+$new->safe_psql('postgres', 'SELECT upgrade_assist.unfence()');
+my $locker = $new->background_psql('postgres');
+$locker->query_safe('BEGIN; LOCK TABLE public.parted_2 IN SHARE MODE');
+my $first = UATest::bg_commands($new, 'import_first',
+	"SELECT count(*) FROM upgrade_assist.import_stats('old_side', batch_size => 1)");
+ok( $new->poll_query_until(
+		'postgres', q{
+SELECT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                WHERE NOT l.granted AND l.relation = 'public.parted_2'::regclass
+                  AND a.backend_type = 'upgrade_assist import_stats')}),
+	'the import worker waits for the locked table');
+my $caller = UATest::backend_pid($new, 'import_first');
+$new->safe_psql('postgres', "SELECT pg_cancel_backend($caller)");
+ok(defined UATest::bg_finish($first), 'the cancelled import returns');
+is($first->{sqlstate}, '57014', 'the first import was cancelled');
+ok( $new->poll_query_until(
+		'postgres', q{
+SELECT NOT EXISTS (SELECT FROM pg_stat_activity
+                    WHERE backend_type = 'upgrade_assist import_stats')}),
+	'the cancel stopped the worker');
+is( $new->safe_psql(
+		'postgres', qq{
+SELECT string_agg(t.relname || ' ' || t.status || ' ' || t.attempt, ', '
+                  ORDER BY t.relname COLLATE "C")
+  FROM upgrade_assist.stats_import_table t
+  JOIN upgrade_assist.stats_import_run r USING (run_id)
+ WHERE r.state = 'running' AND t.relname IN ($table_list)}),
+	'Quoted Table imported 1, items imported 1, parted imported 1, parted_1 imported 1',
+	'the tables before the locked one were imported and committed, one by one');
+is( $new->safe_psql(
+		'postgres', q{
+SELECT count(*) FROM pg_statistic WHERE starelid = 'public.items'::regclass}),
+	'5', 'their statistics are there');
+$locker->query_safe('COMMIT');
+$locker->quit;
+$new->safe_psql('postgres',
+	"SELECT count(*) FROM upgrade_assist.fence('new side: until cutover')");
+
+# The next call (fenced) resumes the run and returns all of it.
 my $result = $new->safe_psql(
 	'postgres', qq{
 SELECT relname || ' ' || status || ' ' || columns_imported || ' ' || columns_skipped
@@ -135,6 +185,16 @@ items imported 5 1 column retyped: type differs (old integer, new bigint)
 parted imported 2 0
 parted_1 imported 2 0
 parted_2 imported 2 0}, 'import from the peer: one row per table, the retyped column skipped');
+is( $new->safe_psql(
+		'postgres', qq{
+SELECT r.attempts || ' ' || r.state || ': ' ||
+       string_agg(t.relname || ' ' || t.attempt, ', ' ORDER BY t.relname COLLATE "C")
+  FROM upgrade_assist.stats_import_table t
+  JOIN upgrade_assist.stats_import_run r USING (run_id)
+ WHERE t.relname IN ($table_list)
+ GROUP BY r.run_id, r.attempts, r.state}),
+	'2 done: Quoted Table 1, items 1, parted 1, parted_1 1, parted_2 2',
+	'the second call resumed the run: only the table left was imported again');
 
 my $new_lines = stats_lines($new);
 cmp_ok(scalar @$new_lines, '==', 12, 'pg_stats on the new side: every column but the skipped one');
@@ -177,7 +237,7 @@ if ($ENV{UA_PG17_INSTALL}
 
 SKIP:
 {
-	skip 'pg_upgrade path: needs old 13 and UA_PG17_INSTALL', 8 unless $target;
+	skip 'pg_upgrade path: needs old 13 and UA_PG17_INSTALL', 11 unless $target;
 
 	my $src = UATest::node('src', install_path => $old_install);
 	$src->append_conf('postgresql.conf', 'autovacuum = off');
@@ -212,27 +272,7 @@ SKIP:
 	my $old_range = $src->safe_psql('postgres', $range_sql);
 	$src->stop;
 
-	my $dst = PostgreSQL::Test::Cluster->new('dst', install_path => $target);
-	$dst->init;
-	$dst->append_conf(
-		'postgresql.conf', q{
-shared_preload_libraries = 'upgrade_assist'
-max_worker_processes = 16
-autovacuum = off
-});
-	my $sockdir = PostgreSQL::Test::Utils::tempdir_short();
-	my $workdir = PostgreSQL::Test::Utils::tempdir();
-	chdir $workdir or die "chdir $workdir: $!";
-	command_ok(
-		[
-			"$target/bin/pg_upgrade", '--no-sync',
-			'-d', $src->data_dir, '-D', $dst->data_dir,
-			'-b', "$old_install/bin", '-B', "$target/bin",
-			'-s', $sockdir, '-p', $src->port, '-P', $dst->port,
-			'--copy'
-		],
-		'pg_upgrade to 17');
-	$dst->start;
+	my $dst = UATest::pg_upgrade($src, 'dst', $target, $old_install);
 	isnt(join("\n", @{ $estimates->($dst) }), join("\n", @$old_estimates),
 		'before the import, the estimates differ from the old side');
 
@@ -253,9 +293,31 @@ SELECT string_agg(relname || ' ' || status || ' ' || columns_imported || ' ' || 
 		'row estimates of single-table queries equal the old side');
 	is( $dst->safe_psql(
 			'postgres', qq{
+SELECT string_agg(relname || ' ' || columns || '/' || columns_with_stats || ' '
+                  || ext_stats || '/' || ext_stats_built, ', ')
+  FROM upgrade_assist.stats_coverage
+ WHERE relname IN ($table_list) AND NOT has_statistics}),
+		'items 6/6 1/0',
+		'stats_coverage: only the table with extended statistics is incomplete');
+
+	# The rebuild after the import analyzes only what the import left.
+	my $run = $dst->safe_psql('postgres',
+		'SELECT upgrade_assist.rebuild_stats(only_missing => true)');
+	ok( $dst->poll_query_until(
+			'postgres',
+			"SELECT state <> 'running' AND workers = 0 FROM upgrade_assist.stats_progress WHERE run = $run"
+		),
+		'the rebuild ends');
+	is( $dst->safe_psql(
+			'postgres',
+			"SELECT string_agg(relid::regclass::text, ',') FROM upgrade_assist.stats_task WHERE run_id = $run"
+		),
+		'items', 'the rebuild analyzed the table with extended statistics only');
+	is( $dst->safe_psql(
+			'postgres', qq{
 SELECT count(*) FROM upgrade_assist.stats_coverage
  WHERE relname IN ($table_list) AND NOT has_statistics}),
-		'0', 'stats_coverage: every imported table complete');
+		'0', 'stats_coverage: every table complete after the rebuild');
 	$dst->stop;
 }
 

@@ -888,6 +888,48 @@ sub bg_commands
 
 =pod
 
+=item pg_upgrade(old, name, install, old_install)
+
+Build a new cluster called name with the installation install from the
+stopped cluster old (of the installation old_install) by pg_upgrade in copy
+mode (the old cluster stays usable), configured as node() configures one
+(upgrade_assist preloaded, autovacuum off), and start it.  On 18 and later
+the new cluster is initialised without data checksums, as the old one is.
+Passes one test (pg_upgrade's exit status); returns the new node.
+
+=cut
+
+sub pg_upgrade
+{
+	my ($old, $name, $install, $old_install) = @_;
+	my $new = PostgreSQL::Test::Cluster->new($name, install_path => $install);
+	$new->init(
+		extra => $new->pg_version >= 18 ? ['--no-data-checksums'] : []);
+	$new->append_conf(
+		'postgresql.conf', q{
+shared_preload_libraries = 'upgrade_assist'
+max_worker_processes = 16
+autovacuum = off
+});
+	my $sockdir = PostgreSQL::Test::Utils::tempdir_short();
+	my $workdir = PostgreSQL::Test::Utils::tempdir();
+	# pg_upgrade writes its files into the current directory.
+	chdir $workdir or die "chdir $workdir: $!";
+	PostgreSQL::Test::Utils::command_ok(
+		[
+			"$install/bin/pg_upgrade", '--no-sync',
+			'-d', $old->data_dir, '-D', $new->data_dir,
+			'-b', "$old_install/bin", '-B', "$install/bin",
+			'-s', $sockdir, '-p', $old->port, '-P', $new->port,
+			'--copy'
+		],
+		"pg_upgrade " . $old->name . " -> $name");
+	$new->start;
+	return $new;
+}
+
+=pod
+
 =back
 
 =cut
