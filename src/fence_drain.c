@@ -187,41 +187,36 @@ ua_drain_scan(pg_atomic_uint32 *armed, int nprocs, List **list, List *exempt)
  *		(visible in pg_locks).  Returns at the timeout or on a deadlock with
  *		the waiter; throws on cancel.
  */
+typedef struct UaXidWait
+{
+	TransactionId xid;
+	long		timeout_ms;
+} UaXidWait;
+
+static void
+ua_wait_for_xid_fn(void *arg)
+{
+	UaXidWait  *w = (UaXidWait *) arg;
+	char		buf[32];
+
+	snprintf(buf, sizeof(buf), "%ld", Max(1, Min(w->timeout_ms, (long) INT_MAX)));
+	(void) set_config_option("lock_timeout", buf, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_LOCAL, true, ERROR, false);
+	XactLockTableWait(w->xid, NULL, NULL, XLTW_None);
+}
+
 static void
 ua_wait_for_xid(TransactionId xid, long timeout_ms)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
-	char		buf[32];
+	UaXidWait	w = {xid, timeout_ms};
+	ErrorData  *edata = ua_try_subxact(ua_wait_for_xid_fn, &w);
 
-	snprintf(buf, sizeof(buf), "%ld", Max(1, Min(timeout_ms, (long) INT_MAX)));
-	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(cxt);
-	PG_TRY();
-	{
-		(void) set_config_option("lock_timeout", buf, PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_LOCAL, true, ERROR, false);
-		XactLockTableWait(xid, NULL, NULL, XLTW_None);
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
-		ErrorData  *edata;
-
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE &&
-			edata->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED)
-			ReThrowError(edata);
-		FreeErrorData(edata);
-	}
-	PG_END_TRY();
+	if (edata == NULL)
+		return;
+	if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE &&
+		edata->sqlerrcode != ERRCODE_T_R_DEADLOCK_DETECTED)
+		ReThrowError(edata);
+	FreeErrorData(edata);
 }
 
 /*
