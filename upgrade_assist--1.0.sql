@@ -128,7 +128,9 @@ CREATE FUNCTION upgrade_assist.sync_status_rows(
     OUT worker_pid integer,
     OUT last_error text,
     OUT last_error_at timestamptz,
-    OUT every interval)
+    OUT every interval,
+    OUT schema text,
+    OUT schema_checked_at timestamptz)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'sync_status_rows'
 LANGUAGE C VOLATILE;
@@ -694,6 +696,7 @@ CREATE FUNCTION upgrade_assist.cutover(
     sequence_margin bigint DEFAULT 0,
     reverse boolean DEFAULT true,
     dry_run boolean DEFAULT false,
+    accept text[] DEFAULT '{}',
     on_abort text DEFAULT 'error')
 RETURNS TABLE (step text, status text, started_at timestamptz,
                duration interval, detail text)
@@ -863,7 +866,7 @@ CREATE VIEW upgrade_assist.cutover_progress AS
 
 REVOKE ALL ON upgrade_assist.cutover_history FROM PUBLIC;
 GRANT SELECT ON upgrade_assist.cutover_history TO pg_monitor;
-REVOKE ALL ON FUNCTION upgrade_assist.cutover(text, interval, interval, bigint, boolean, boolean, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.cutover(text, interval, interval, bigint, boolean, boolean, text[], text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.cutover_resume() FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.cutover_takeover(name, bigint, bigint) FROM PUBLIC;
 REVOKE ALL ON upgrade_assist.cutover_attempt FROM PUBLIC;

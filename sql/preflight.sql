@@ -47,5 +47,28 @@ RESET ROLE;
 REVOKE USAGE ON SCHEMA upgrade_assist FROM regress_pf_nobody;
 DROP ROLE regress_pf_nobody;
 
+-- cutover(accept => ...): names that are no check are refused before
+-- anything starts (no attempt, no worker); valid names go on (to a peer
+-- that is down here, so the checks step fails: a dry run, not recorded).
+CREATE SERVER pf_down FOREIGN DATA WRAPPER upgrade_assist
+    OPTIONS (host '127.0.0.1', port '1', dbname 'postgres');
+CREATE USER MAPPING FOR CURRENT_USER SERVER pf_down;
+\set VERBOSITY sqlstate
+SELECT * FROM upgrade_assist.cutover('pf_down', accept => '{no_such_check}');
+SELECT * FROM upgrade_assist.cutover('pf_down', accept => '{no_primary_key,"not published"}');
+SELECT * FROM upgrade_assist.cutover('pf_down', accept => NULL);
+SELECT * FROM upgrade_assist.cutover('pf_down', accept => '{no_primary_key,NULL}');
+SELECT * FROM upgrade_assist.cutover('pf_down', accept => '{{no_primary_key},{unlogged_table}}');
+\set VERBOSITY default
+SELECT * FROM upgrade_assist.cutover('pf_down', accept => '{no_such_check}');
+SELECT count(*) AS attempts FROM upgrade_assist.cutover_history;
+SELECT count(*) AS running FROM upgrade_assist.cutover_progress;
+SET client_min_messages = warning;
+SELECT step, status FROM upgrade_assist.cutover('pf_down', dry_run => true,
+    accept => '{no_primary_key,unlogged_table,no_primary_key,*}');
+RESET client_min_messages;
+DROP USER MAPPING FOR CURRENT_USER SERVER pf_down;
+DROP SERVER pf_down;
+
 DROP PUBLICATION pf_pub;
 DROP SCHEMA pf CASCADE;

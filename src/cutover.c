@@ -58,6 +58,7 @@
 #include "storage/proc.h"
 #include "storage/shmem.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/json.h"
@@ -68,6 +69,7 @@
 #include "compat.h"
 #include "cutover.h"
 #include "fence.h"
+#include "preflight.h"
 #include "remote.h"
 #include "util.h"
 
@@ -185,6 +187,56 @@ ua_interval_us(int64 us)
  */
 
 /*
+ * ua_cutover_read_accept
+ *		cutover()'s accept argument (text[] of preflight check names, or
+ *		'{*}' for every finding) into out (UA_ACCEPT_MAX bytes): the names,
+ *		each once, comma-separated; "" for none.  Throws 22004 for a NULL
+ *		array or element, 22023 for a name that is no check.
+ */
+static void
+ua_cutover_read_accept(FunctionCallInfo fcinfo, int argno, char *out)
+{
+	ArrayType  *arr;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	StringInfoData buf;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("accept must not be null"),
+				 errhint("Pass '{}' to accept no preflight finding.")));
+	arr = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("accept must be a one-dimensional array")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	initStringInfo(&buf);
+	for (int i = 0; i < n; i++)
+	{
+		char	   *name;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("accept must not contain nulls")));
+		name = TextDatumGetCString(elems[i]);
+		if (strcmp(name, "*") != 0 && !ua_preflight_check_known(name))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("\"%s\" is not a preflight check", name),
+					 errhint("accept takes the names in the check column of upgrade_assist.preflight(), or '*' for every finding.")));
+		if (!ua_preflight_accepted(buf.data, name))
+			appendStringInfo(&buf, "%s%s", buf.len > 0 ? "," : "", name);
+	}
+	/* Each known name once: this always fits. */
+	Assert(buf.len < UA_ACCEPT_MAX);
+	strlcpy(out, buf.data, UA_ACCEPT_MAX);
+}
+
+/*
  * ua_cutover_caller_exit
  *		The caller stops waiting (error, cancel, termination, lost client):
  *		before the point of no return the worker is told to abort.  Runs
@@ -299,14 +351,16 @@ ua_cutover_wait(BackgroundWorkerHandle *handle, bool *reported)
 }
 
 /*
- * cutover(peer, max_lag, timeout, sequence_margin, reverse, dry_run, on_abort)
+ * cutover(peer, max_lag, timeout, sequence_margin, reverse, dry_run, accept,
+ *		   on_abort)
  *		returns setof (step, status, started_at, duration, detail)
  *
  *		Start the cutover worker and report its steps.  An attempt that did
  *		not succeed is an error once its steps are reported (40000 aborted,
  *		40003 unknown), so that scripts stop; with on_abort 'warning' it is
  *		the step table with a WARNING instead.  Other errors: 22004/22023
- *		for bad arguments, the peer lookup's errors, 25001 when the caller's
+ *		for bad arguments (accept: a name that is no preflight check), the
+ *		peer lookup's errors, 25001 when the caller's
  *		transaction has written, 55006 when a cutover runs already, 53000
  *		when no worker can start.
  */
@@ -327,6 +381,7 @@ cutover(PG_FUNCTION_ARGS)
 	BackgroundWorkerHandle *handle;
 	pid_t		pid;
 	bool		reported[UA_NSTEPS + 1] = {false};
+	char		accept[UA_ACCEPT_MAX];
 	UaCutoverShared result;
 	bool		abort_is_error;
 
@@ -346,12 +401,13 @@ cutover(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("sequence_margin, reverse and dry_run must not be null")));
-	abort_is_error = ua_cutover_on_abort(PG_ARGISNULL(6) ? NULL : PG_GETARG_TEXT_PP(6));
+	abort_is_error = ua_cutover_on_abort(PG_ARGISNULL(7) ? NULL : PG_GETARG_TEXT_PP(7));
 	margin = PG_GETARG_INT64(3);
 	if (margin < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("sequence_margin must not be negative")));
+	ua_cutover_read_accept(fcinfo, 6, accept);
 	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
@@ -394,6 +450,7 @@ cutover(PG_FUNCTION_ARGS)
 	ua_cutover_state->dry_run = PG_GETARG_BOOL(5);
 	strlcpy(ua_cutover_state->pause_before, ua_cutover_pause_before ? ua_cutover_pause_before : "",
 			sizeof(ua_cutover_state->pause_before));
+	strlcpy(ua_cutover_state->accept, accept, sizeof(ua_cutover_state->accept));
 	ua_cutover_state->started_at = GetCurrentTimestamp();
 	LWLockRelease(ua_cutover_state->lock);
 

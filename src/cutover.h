@@ -53,6 +53,9 @@ extern const char *const ua_cutover_step_names[UA_NSTEPS];
 
 #define UA_DETAIL_MAX 512
 
+/* cutover(accept => ...): the preflight checks accepted, comma-separated. */
+#define UA_ACCEPT_MAX 1024
+
 /* Names of the objects a cutover creates (slot names add both ids). */
 #define UA_REVERSE_NAME "upgrade_assist_cutover"
 
@@ -91,6 +94,7 @@ typedef struct UaCutoverShared
 	bool		reverse;
 	bool		dry_run;
 	char		pause_before[32];
+	char		accept[UA_ACCEPT_MAX];	/* preflight checks accepted ("*": all) */
 
 	/* progress */
 	bool		paused;

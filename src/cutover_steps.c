@@ -37,6 +37,7 @@
 #include "cutover.h"
 #include "fence.h"
 #include "marker.h"
+#include "preflight.h"
 #include "remote.h"
 #include "util.h"
 
@@ -127,7 +128,9 @@ ua_marker_on_peer(UaRun *run, int64 seq, TimestampTz start, TimestampTz deadline
  * checks: this side is primary, the peer runs the extension and is fenced,
  * exactly one enabled subscription there consumes a slot of this database
  * with a running apply worker, the marker table is in its publications, no
- * leftover reverse subscription here.
+ * leftover reverse subscription here; then the preflight with the peer
+ * (preflight.c): an error finding whose check cutover(accept => ...) does
+ * not name stops the cutover here, before the fence.  Reads only.
  */
 static void
 ua_step_checks(UaRun *run, StringInfo detail)
@@ -136,6 +139,9 @@ ua_step_checks(UaRun *run, StringInfo detail)
 	char	   *slots;
 	const char *vals[2];
 	bool		ok;
+	char		accept[UA_ACCEPT_MAX];
+	TimestampTz started;
+	UaPreflightSummary pf;
 
 	if (ua_fence_is_up())
 		ereport(ERROR,
@@ -263,9 +269,31 @@ ua_step_checks(UaRun *run, StringInfo detail)
 	}
 	ua_xact_end(run->cxt);
 
+	/* The preflight, with the findings the caller accepted. */
+	LWLockAcquire(ua_cutover_state->lock, LW_SHARED);
+	strlcpy(accept, ua_cutover_state->accept, sizeof(accept));
+	LWLockRelease(ua_cutover_state->lock);
+	started = GetCurrentTimestamp();
+	ua_xact_begin("cutover preflight");
+	ua_preflight_summarize(run->peer, run->deadline, accept, run->cxt, &pf);
+	ua_xact_end(run->cxt);
+	if (pf.blocking > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("preflight found %d error(s): %s", pf.blocking, pf.blocking_list.data),
+				 errhint("SELECT * FROM upgrade_assist.preflight('%s') says what each means and what to do; "
+						 "once decided, name the check in cutover(..., accept => '{check}').",
+						 run->peer)));
+
 	appendStringInfo(detail,
-					 "peer on PostgreSQL %d.%d, fenced; forward subscription %s there (slot %s here, publications %s)",
-					 run->peer_version / 10000, run->peer_version % 10000, run->fwd_sub, run->fwd_slot, run->fwd_pubs);
+					 "peer on PostgreSQL %d.%d, fenced; forward subscription %s there (slot %s here, publications %s); "
+					 "preflight %.0f ms: %d error(s) accepted%s%s%s, %d warning(s)%s%s%s, %d info",
+					 run->peer_version / 10000, run->peer_version % 10000, run->fwd_sub, run->fwd_slot, run->fwd_pubs,
+					 ua_ms_since(started), pf.accepted,
+					 pf.accepted ? " (" : "", pf.accepted_list.data, pf.accepted ? ")" : "",
+					 pf.warnings,
+					 pf.warnings ? " (" : "", pf.warning_list.data, pf.warnings ? ")" : "",
+					 pf.infos);
 }
 
 /* lag check: a probe marker reaches the peer within max_lag. */

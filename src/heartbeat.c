@@ -71,6 +71,7 @@
 /* GUC variables */
 int			ua_lag_threshold_ms = 5000;
 int			ua_heartbeat_retention_s = 3600;
+int			ua_schema_check_interval_ms = 60000;
 
 PG_FUNCTION_INFO_V1(heartbeat_start);
 PG_FUNCTION_INFO_V1(heartbeat_stop);
@@ -102,6 +103,14 @@ ua_heartbeat_init(void)
 							&ua_heartbeat_retention_s,
 							3600, 60, INT_MAX,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("upgrade_assist.schema_check_interval",
+							"How often the heartbeat compares the replicated tables' columns and keys with the peer's.",
+							"In a worker of its own, never in the beat's path; 0 turns the comparison off.",
+							&ua_schema_check_interval_ms,
+							60000, 0, 24 * 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 }
 
@@ -382,6 +391,8 @@ heartbeat_start(PG_FUNCTION_ARGS)
 		slot->connected = false;
 		slot->last_error[0] = '\0';
 		slot->last_error_at = 0;
+		slot->schema[0] = '\0';
+		slot->schema_checked_at = 0;
 	}
 	slot->quick_failures = 0;
 	slot->generation++;
@@ -499,8 +510,8 @@ sync_status_rows(PG_FUNCTION_ARGS)
 	for (int i = 0; i < n; i++)
 	{
 		UaHeartbeat *hb = &copy[i];
-		Datum		values[16];
-		bool		nulls[16] = {false};
+		Datum		values[18];
+		bool		nulls[18] = {false};
 		char	   *datname = get_database_name(copy[i].dboid);
 		const char *state;
 		int64		lag_us = 0;
@@ -549,6 +560,10 @@ sync_status_rows(PG_FUNCTION_ARGS)
 		values[14] = TimestampTzGetDatum(hb->last_error_at);
 		nulls[14] = (hb->last_error_at == 0);
 		values[15] = ua_hb_interval(hb->every_ms * 1000);
+		values[16] = CStringGetTextDatum(hb->schema);
+		nulls[16] = (hb->schema[0] == '\0');
+		values[17] = TimestampTzGetDatum(hb->schema_checked_at);
+		nulls[17] = (hb->schema_checked_at == 0);
 		tuplestore_putvalues(store, tupdesc, values, nulls);
 	}
 	return (Datum) 0;

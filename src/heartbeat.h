@@ -60,6 +60,10 @@ typedef struct UaHeartbeat
 	bool		connected;
 	char		last_error[256];
 	TimestampTz last_error_at;
+
+	/* published by the schema check worker (heartbeat_worker.c) */
+	char		schema[256];	/* "same", "drift: ...", "" not compared */
+	TimestampTz schema_checked_at;
 } UaHeartbeat;
 
 /* The heartbeats' shared state; every field under lock. */
@@ -73,6 +77,7 @@ typedef struct UaHeartbeatShared
 /* GUC variables */
 extern int	ua_lag_threshold_ms;
 extern int	ua_heartbeat_retention_s;
+extern int	ua_schema_check_interval_ms;
 
 /* heartbeat.c */
 extern UaHeartbeatShared *ua_hb_shared;
@@ -85,5 +90,6 @@ PGDLLEXPORT void ua_heartbeat_launcher_main(Datum main_arg);
 
 /* heartbeat_worker.c */
 PGDLLEXPORT void ua_heartbeat_worker_main(Datum main_arg);
+PGDLLEXPORT void ua_schema_check_main(Datum main_arg);
 
 #endif							/* UA_HEARTBEAT_H */

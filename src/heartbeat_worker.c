@@ -24,6 +24,15 @@
  * UaShared->lock) for the sync_status view.  Old heartbeat markers are
  * deleted once a minute (upgrade_assist.heartbeat_retention).
  *
+ * Schema drift: every upgrade_assist.schema_check_interval the worker
+ * starts a short-lived background worker of its own (ua_schema_check_main,
+ * 'upgrade_assist schema check'), which connects to the database and to the
+ * peer by itself, compares the published tables' columns and keys with the
+ * peer's (ua_preflight_schema_diff, preflight.c), publishes 'same' or
+ * 'drift: ...' in the slot, and exits.  The heartbeat worker only registers
+ * it (never more than one at a time) and never waits for it, so a
+ * comparison that takes hundreds of milliseconds delays no beat.
+ *
  * IDENTIFICATION
  *	  src/heartbeat_worker.c
  *
@@ -50,6 +59,7 @@
 #include "compat.h"
 #include "heartbeat.h"
 #include "marker.h"
+#include "preflight.h"
 #include "remote.h"
 #include "util.h"
 
@@ -59,6 +69,9 @@
 /* How often old heartbeat markers are deleted: every minute, or a tenth of
  * the retention when that is shorter. */
 #define UA_HB_PRUNE_MS Min(60000, 100 * (int64) ua_heartbeat_retention_s)
+
+/* Bound of the schema check's statement on the peer. */
+#define UA_HB_SCHEMA_TIMEOUT_MS 60000
 
 /* Reconnect backoff bounds. */
 #define UA_HB_BACKOFF_MIN_MS 250
@@ -101,6 +114,9 @@ static int64 hb_latencies[UA_HB_WINDOW];
 static int	hb_nlatencies = 0;
 static int	hb_latency_pos = 0;
 static bool hb_wrote_a_beat = false;
+
+static BackgroundWorkerHandle *hb_schema_worker = NULL;	/* in TopMemoryContext */
+static bool hb_schema_start_failed = false; /* logged once until it works */
 
 /*
  * ua_hb_detach
@@ -563,6 +579,119 @@ ua_hb_min_time(TimestampTz a, TimestampTz b)
 }
 
 /*
+ * ua_hb_schema_check_start
+ *		Start the schema check worker of this database unless the previous
+ *		one still runs.  Never waits for it.  A failure to register (no free
+ *		worker slot) is logged once and retried at the next interval.
+ */
+static void
+ua_hb_schema_check_start(Oid dboid)
+{
+	BackgroundWorker bgw;
+	MemoryContext old;
+	pid_t		pid;
+
+	if (hb_schema_worker != NULL)
+	{
+		if (GetBackgroundWorkerPid(hb_schema_worker, &pid) != BGWH_STOPPED)
+			return;
+		pfree(hb_schema_worker);
+		hb_schema_worker = NULL;
+	}
+	ua_bgworker_init(&bgw, "ua_schema_check_main", "upgrade_assist schema check",
+					 BGW_NEVER_RESTART, ObjectIdGetDatum(dboid));
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	if (!RegisterDynamicBackgroundWorker(&bgw, &hb_schema_worker))
+	{
+		hb_schema_worker = NULL;
+		if (!hb_schema_start_failed)
+			ereport(LOG,
+					(errmsg("upgrade_assist heartbeat could not start its schema check worker"),
+					 errhint("Raise max_worker_processes.")));
+		hb_schema_start_failed = true;
+	}
+	else
+		hb_schema_start_failed = false;
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * ua_schema_check_main
+ *		Entry point of the schema check worker (main_arg: the database OID):
+ *		one comparison of the published tables with the peer's, as the
+ *		heartbeat's owner, into the heartbeat's slot; then it exits.  A
+ *		failure is logged and leaves the previous result (schema_checked_at
+ *		tells its age).
+ */
+void
+ua_schema_check_main(Datum main_arg)
+{
+	Oid			dboid = DatumGetObjectId(main_arg);
+	UaHeartbeat *slot = NULL;
+	Oid			owner = InvalidOid;
+	uint32		generation = 0;
+	char		peer[NAMEDATALEN];
+	char	   *volatile result = NULL;
+	MemoryContext cxt = CurrentMemoryContext;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+
+	LWLockAcquire(ua_hb_shared->lock, LW_SHARED);
+	for (int i = 0; i < UA_HB_MAX_DATABASES; i++)
+		if (ua_hb_shared->dbs[i].dboid == dboid)
+			slot = &ua_hb_shared->dbs[i];
+	if (slot != NULL && slot->configured && slot->enabled)
+	{
+		owner = slot->owner;
+		generation = slot->generation;
+		strlcpy(peer, slot->peer, sizeof(peer));
+	}
+	LWLockRelease(ua_hb_shared->lock);
+	if (!OidIsValid(owner))
+		proc_exit(0);
+
+	BackgroundWorkerInitializeConnectionByOid(dboid, owner, 0);
+	pgstat_report_appname("upgrade_assist schema check");
+
+	PG_TRY();
+	{
+		if (ua_hb_xact_begin("comparing the replicated tables with the peer"))
+		{
+			char	   *diff = ua_preflight_schema_diff(peer,
+														TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																					UA_HB_SCHEMA_TIMEOUT_MS));
+
+			result = MemoryContextStrdup(TopMemoryContext, diff);
+		}
+		ua_xact_end(cxt);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata = ua_recover_from_error(cxt);
+
+		ereport(LOG,
+				(errmsg("upgrade_assist schema check could not compare with peer \"%s\": %s",
+						peer, edata->message)));
+	}
+	PG_END_TRY();
+
+	if (result != NULL)
+	{
+		/* A result for a peer that is no longer the heartbeat's is dropped. */
+		LWLockAcquire(ua_hb_shared->lock, LW_EXCLUSIVE);
+		if (slot->dboid == dboid && slot->generation == generation)
+		{
+			strlcpy(slot->schema, result, sizeof(slot->schema));
+			slot->schema_checked_at = GetCurrentTimestamp();
+		}
+		LWLockRelease(ua_hb_shared->lock);
+	}
+	proc_exit(0);
+}
+
+/*
  * ua_heartbeat_worker_main
  *		Entry point; main_arg is the database OID.
  */
@@ -574,6 +703,7 @@ ua_heartbeat_worker_main(Datum main_arg)
 	MemoryContext loop_cxt;
 	TimestampTz next_beat;
 	TimestampTz next_prune;
+	TimestampTz next_schema;
 
 	pqsignal(SIGTERM, die);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -607,6 +737,7 @@ ua_heartbeat_worker_main(Datum main_arg)
 	hb_peer[0] = '\0';
 	next_beat = GetCurrentTimestamp();
 	next_prune = TimestampTzPlusMilliseconds(next_beat, UA_HB_PRUNE_MS);
+	next_schema = next_beat;
 
 	for (;;)
 	{
@@ -623,6 +754,11 @@ ua_heartbeat_worker_main(Datum main_arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* A shorter schema check interval applies from now. */
+			if (ua_schema_check_interval_ms > 0)
+				next_schema = Min(next_schema,
+								  TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+															  ua_schema_check_interval_ms));
 		}
 		if (!ua_hb_read_config())
 			break;
@@ -647,6 +783,15 @@ ua_heartbeat_worker_main(Datum main_arg)
 			next_prune = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), UA_HB_PRUNE_MS);
 		}
 
+		if (ua_schema_check_interval_ms > 0 && now >= next_schema)
+		{
+			ua_hb_schema_check_start(dboid);
+			next_schema = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													  ua_schema_check_interval_ms);
+		}
+		else if (ua_schema_check_interval_ms == 0)
+			next_schema = TimestampTzPlusMilliseconds(now, 1000);
+
 		/* The connection: open, check for timeout, or send a look. */
 		if (hb_phase == UA_HB_DISCONNECTED && now >= hb_next_connect)
 			ua_hb_connect_begin();
@@ -670,6 +815,7 @@ ua_heartbeat_worker_main(Datum main_arg)
 		else if (hb_pending_count > 0)
 			wake = ua_hb_min_time(wake, hb_next_look);
 		wake = ua_hb_min_time(wake, next_prune);
+		wake = ua_hb_min_time(wake, next_schema);
 
 		timeout_ms = ua_ms_until(wake);
 		if (events & (WL_SOCKET_READABLE | WL_SOCKET_WRITEABLE))

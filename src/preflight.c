@@ -26,6 +26,7 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/tuplestore.h"
 
 #include "compat.h"
@@ -149,7 +150,7 @@ static const char ua_pf_peer_sql[] =
 	"  'notready', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('n', n.nspname, 'r', c.relname, 's', sr.srsubstate))"
 	"    FROM pg_catalog.pg_subscription_rel sr JOIN pg_catalog.pg_class c ON c.oid = sr.srrelid"
 	"    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-	"   WHERE sr.srsubid IN (SELECT oid FROM fwd) AND sr.srsubstate <> 'r'),"
+	"   WHERE sr.srsubid IN (SELECT oid FROM fwd) AND sr.srsubstate NOT IN ('r', 's')),"
 	"  'errors', %s,"
 	"  'rels', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('n', n, 'r', r, 'k', k,"
 	"    'ix', EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid"
@@ -174,12 +175,12 @@ static const char ua_pf_peer_sql[] =
  * counts), $2 the cutover's drain timeout in ms.
  */
 static const char ua_pf_local_sql[] =
-	"WITH peer AS (SELECT $1::json AS j),"
-	" fwd AS (SELECT s FROM peer, pg_catalog.json_array_elements(j->'subs') s"
-	"  WHERE pg_catalog.json_typeof(j->'subs') = 'array' AND pg_catalog.json_array_length(j->'subs') = 1),"
+	"WITH peer AS (SELECT $1::pg_catalog.jsonb AS j),"
+	" fwd AS (SELECT s FROM peer, pg_catalog.jsonb_array_elements(j->'subs') s"
+	"  WHERE pg_catalog.jsonb_typeof(j->'subs') = 'array' AND pg_catalog.jsonb_array_length(j->'subs') = 1),"
 	" pubs AS (SELECT p.* FROM pg_catalog.pg_publication p"
 	"  WHERE NOT EXISTS (SELECT 1 FROM fwd)"
-	"     OR p.pubname IN (SELECT pg_catalog.json_array_elements_text(s->'pubs') FROM fwd)),"
+	"     OR p.pubname IN (SELECT pg_catalog.jsonb_array_elements_text(s->'pubs') FROM fwd)),"
 	" pt AS (SELECT DISTINCT c.oid, c.relkind, c.relispartition, c.relreplident,"
 	"   pt.schemaname::text AS n, pt.tablename::text AS r"
 	"  FROM pg_catalog.pg_publication_tables pt"
@@ -190,11 +191,11 @@ static const char ua_pf_local_sql[] =
 	" SELECT c.oid, n.nspname, c.relname, c.relkind, c.relpersistence, c.relreplident"
 	"   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 	"  WHERE c.relkind IN ('r', 'p', 'm', 'S') AND" UA_PF_USER_REL("c", "n") "),"
-	" prels AS (SELECT x.* FROM peer, pg_catalog.json_to_recordset(j->'rels') AS x(n text, r text, k text, ix bool)"
-	"  WHERE pg_catalog.json_typeof(j->'rels') = 'array'),"
-	" pcols AS (SELECT x.* FROM peer, pg_catalog.json_to_recordset(j->'cols')"
+	" prels AS (SELECT x.* FROM peer, pg_catalog.jsonb_to_recordset(j->'rels') AS x(n text, r text, k text, ix bool)"
+	"  WHERE pg_catalog.jsonb_typeof(j->'rels') = 'array'),"
+	" pcols AS (SELECT x.* FROM peer, pg_catalog.jsonb_to_recordset(j->'cols')"
 	"   AS x(n text, r text, a text, t text, c text, g text, nn bool, d bool)"
-	"  WHERE pg_catalog.json_typeof(j->'cols') = 'array'),"
+	"  WHERE pg_catalog.jsonb_typeof(j->'cols') = 'array'),"
 	" lcols AS (SELECT pt.n, pt.r, a.attname::text AS a, pg_catalog.format_type(a.atttypid, a.atttypmod) AS t,"
 	"   ty.typcategory::text AS c, a.attgenerated::text AS g, a.attnotnull AS nn"
 	"  FROM pt JOIN pg_catalog.pg_attribute a ON a.attrelid = pt.oid"
@@ -203,17 +204,17 @@ static const char ua_pf_local_sql[] =
 	"    AND (pt.n, pt.r) IN (SELECT n, r FROM prels))"
 	/* forward subscription and its health */
 	" SELECT 'error', 'forward_subscription', '',"
-	"  CASE WHEN j->'subs' IS NULL OR pg_catalog.json_typeof(j->'subs') <> 'array'"
+	"  CASE WHEN j->'subs' IS NULL OR pg_catalog.jsonb_typeof(j->'subs') <> 'array'"
 	"   THEN 'no enabled subscription on the peer replicates from this database'"
-	"   ELSE pg_catalog.format('%s enabled subscriptions on the peer replicate from this database', pg_catalog.json_array_length(j->'subs')) END,"
+	"   ELSE pg_catalog.format('%s enabled subscriptions on the peer replicate from this database', pg_catalog.jsonb_array_length(j->'subs')) END,"
 	"  'Subscribe the peer to a publication of this database (one subscription), and enable it.'"
 	"  FROM peer WHERE j IS NOT NULL AND NOT EXISTS (SELECT 1 FROM fwd)"
 	" UNION ALL"
 	" SELECT 'error', 'subscription_state', pg_catalog.format('%I.%I', x.n, x.r),"
-	"  pg_catalog.format('table is in state %s on the peer, not r (ready): its initial copy is not done', x.s),"
+	"  pg_catalog.format('table is in state %s on the peer, not r (ready) or s (copied): its initial copy is not done', x.s),"
 	"  'Wait until every table of the subscription is ready (pg_subscription_rel.srsubstate = ''r'' on the peer).'"
-	"  FROM peer, pg_catalog.json_to_recordset(j->'notready') AS x(n text, r text, s text)"
-	" WHERE pg_catalog.json_typeof(j->'notready') = 'array'"
+	"  FROM peer, pg_catalog.jsonb_to_recordset(j->'notready') AS x(n text, r text, s text)"
+	" WHERE pg_catalog.jsonb_typeof(j->'notready') = 'array'"
 	" UNION ALL"
 	" SELECT 'warning', 'apply_errors', (SELECT s->>'name' FROM fwd),"
 	"  pg_catalog.format('the forward subscription has counted %s apply or sync errors on the peer', j->>'errors'),"
@@ -320,8 +321,8 @@ static const char ua_pf_local_sql[] =
 	" SELECT 'warning', 'peer_constraint', pg_catalog.format('%I ON %I.%I', x.name, x.n, x.r),"
 	"  pg_catalog.format('the peer has %s and this side does not: a row that violates it stops the apply', x.d),"
 	"  'Check the data here against it (and add it here too), or drop it on the peer.'"
-	"  FROM peer, pg_catalog.json_to_recordset(j->'checks') AS x(n text, r text, name text, d text)"
-	" WHERE pg_catalog.json_typeof(j->'checks') = 'array' AND (x.n, x.r) IN (SELECT n, r FROM lcols)"
+	"  FROM peer, pg_catalog.jsonb_to_recordset(j->'checks') AS x(n text, r text, name text, d text)"
+	" WHERE pg_catalog.jsonb_typeof(j->'checks') = 'array' AND (x.n, x.r) IN (SELECT n, r FROM lcols)"
 	"   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint co JOIN pt ON pt.oid = co.conrelid"
 	"    WHERE pt.n = x.n AND pt.r = x.r AND co.contype = 'c' AND pg_catalog.pg_get_constraintdef(co.oid) = x.d)"
 	/* what logical replication never carries */
@@ -345,7 +346,7 @@ static const char ua_pf_local_sql[] =
 	"   ELSE pg_catalog.format('extension is version %s here and %s on the peer', e.extversion, x.v) END,"
 	"  CASE WHEN x.e IS NULL THEN 'CREATE EXTENSION on the peer.' ELSE 'ALTER EXTENSION ... UPDATE on the peer.' END"
 	"  FROM pg_catalog.pg_extension e CROSS JOIN peer"
-	"  LEFT JOIN pg_catalog.json_to_recordset(CASE WHEN pg_catalog.json_typeof(j->'exts') = 'array' THEN j->'exts' END)"
+	"  LEFT JOIN pg_catalog.jsonb_to_recordset(CASE WHEN pg_catalog.jsonb_typeof(j->'exts') = 'array' THEN j->'exts' END)"
 	"   AS x(e text, v text) ON x.e = e.extname"
 	" WHERE j IS NOT NULL AND (x.e IS NULL OR (x.v <> e.extversion"
 	"   AND (x.v !~ '^[0-9]+(\\.[0-9]+)*$' OR e.extversion !~ '^[0-9]+(\\.[0-9]+)*$'"
@@ -362,6 +363,27 @@ ua_preflight_check_known(const char *check)
 		if (strcmp(ua_pf_checks[i], check) == 0)
 			return true;
 	return false;
+}
+
+/*
+ * ua_pf_planner_begin
+ *		Planner settings for the statements run here, until
+ *		AtEOXact_GUC(true, level) with the level returned (or the end of the
+ *		transaction).  The rows of the peer's document and of the CTEs over
+ *		it are estimated at a handful whatever their number, so the planner
+ *		would join them in nested loops: quadratic with 10,000 tables.
+ *		Hash and merge joins do it in one pass; their hash tables get room.
+ */
+static int
+ua_pf_planner_begin(void)
+{
+	int			level = NewGUCNestLevel();
+
+	(void) set_config_option("enable_nestloop", "off", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	(void) set_config_option("work_mem", "65536", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	return level;
 }
 
 /* Hand the rows of the SPI result (five text columns) to emit. */
@@ -399,6 +421,7 @@ ua_preflight_run(const char *peer, TimestampTz deadline, UaFindingFn emit, void 
 	char	   *side = NULL;
 	char		drain[32];
 	const char *args[2];
+	int			level;
 
 	if (peer != NULL)
 	{
@@ -435,16 +458,232 @@ ua_preflight_run(const char *peer, TimestampTz deadline, UaFindingFn emit, void 
 		PQclear(res);
 	}
 
+	snprintf(drain, sizeof(drain), "%d", ua_cutover_drain_ms);
+	level = ua_pf_planner_begin();
+
 	args[0] = "here";
 	args[1] = "publisher";
 	ua_spi_exec(ua_pf_side_sql, 2, args, true);
 	ua_pf_emit_spi(emit, arg);
 
-	snprintf(drain, sizeof(drain), "%d", ua_cutover_drain_ms);
 	args[0] = peer_doc;
 	args[1] = drain;
 	ua_spi_exec(ua_pf_local_sql, 2, args, true);
 	ua_pf_emit_spi(emit, arg);
+	AtEOXact_GUC(true, level);
+}
+
+/*
+ * ua_preflight_accepted
+ *		Is check in accept (comma-separated check names, as cutover() keeps
+ *		its accept argument; "*" accepts every check)?
+ */
+bool
+ua_preflight_accepted(const char *accept, const char *check)
+{
+	size_t		len = strlen(check);
+	const char *p = accept;
+
+	while (*p)
+	{
+		const char *end = strchr(p, ',');
+		size_t		n = end ? (size_t) (end - p) : strlen(p);
+
+		if ((n == 1 && p[0] == '*') || (n == len && strncmp(p, check, n) == 0))
+			return true;
+		if (end == NULL)
+			break;
+		p = end + 1;
+	}
+	return false;
+}
+
+/* Entries of a summary list past this length are only counted. */
+#define UA_PF_LIST_CHARS 200
+
+/* Add "check object" to one list of the summary. */
+static void
+ua_pf_list_add(UaPreflightSummary *sum, int which, StringInfo list,
+			   const char *check, const char *object)
+{
+	if (list->len >= UA_PF_LIST_CHARS)
+		return;
+	appendStringInfo(list, "%s%s%s%s", list->len > 0 ? "; " : "", check,
+					 object[0] ? " " : "", object);
+	sum->shown[which]++;
+}
+
+/* Finding into a UaPreflightSummary. */
+static void
+ua_pf_tally(void *arg, const char *severity, const char *check, const char *object,
+			const char *detail pg_attribute_unused(), const char *hint pg_attribute_unused())
+{
+	UaPreflightSummary *sum = (UaPreflightSummary *) arg;
+	MemoryContext old = MemoryContextSwitchTo(sum->cxt);
+
+	if (strcmp(severity, "error") == 0)
+	{
+		if (ua_preflight_accepted(sum->accept, check))
+		{
+			sum->accepted++;
+			ua_pf_list_add(sum, 1, &sum->accepted_list, check, object);
+		}
+		else
+		{
+			sum->blocking++;
+			ua_pf_list_add(sum, 0, &sum->blocking_list, check, object);
+		}
+	}
+	else if (strcmp(severity, "warning") == 0)
+	{
+		sum->warnings++;
+		ua_pf_list_add(sum, 2, &sum->warning_list, check, object);
+	}
+	else
+		sum->infos++;
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * ua_preflight_summarize
+ *		Run the preflight with peer (ua_preflight_run) and count its
+ *		findings into sum, errors whose check is in accept counting as
+ *		accepted; each list ends with "and N more" when it was cut.  The
+ *		caller is in a transaction, connected to SPI; sum's lists are
+ *		allocated in cxt.  Throws what ua_preflight_run throws.
+ */
+void
+ua_preflight_summarize(const char *peer, TimestampTz deadline, const char *accept,
+					   MemoryContext cxt, UaPreflightSummary *sum)
+{
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	StringInfo	lists[3];
+	int			totals[3];
+
+	memset(sum, 0, sizeof(*sum));
+	sum->cxt = cxt;
+	sum->accept = accept;
+	initStringInfo(&sum->blocking_list);
+	initStringInfo(&sum->accepted_list);
+	initStringInfo(&sum->warning_list);
+	MemoryContextSwitchTo(old);
+
+	ua_preflight_run(peer, deadline, ua_pf_tally, sum);
+
+	old = MemoryContextSwitchTo(cxt);
+	lists[0] = &sum->blocking_list;
+	lists[1] = &sum->accepted_list;
+	lists[2] = &sum->warning_list;
+	totals[0] = sum->blocking;
+	totals[1] = sum->accepted;
+	totals[2] = sum->warnings;
+	for (int i = 0; i < 3; i++)
+		if (totals[i] > sum->shown[i])
+			appendStringInfo(lists[i], "; and %d more", totals[i] - sum->shown[i]);
+	MemoryContextSwitchTo(old);
+}
+
+/* ---------------------------------------------------------------------------
+ * Schema drift: the heartbeat's schema check (heartbeat_worker.c)
+ * ---------------------------------------------------------------------------
+ */
+
+/* A column's fingerprint: its type, NOT NULL and generated. */
+#define UA_PF_FP_COL(a) \
+	"pg_catalog.format_type(" a ".atttypid, " a ".atttypmod)" \
+	" || CASE WHEN " a ".attnotnull THEN ' not null' ELSE '' END" \
+	" || CASE WHEN " a ".attgenerated <> '' THEN ' generated' ELSE '' END"
+
+/* A table's key: its primary key's columns in order ('' for none). */
+#define UA_PF_FP_KEY(oid) \
+	"coalesce((SELECT pg_catalog.string_agg(pg_catalog.quote_ident(ka.attname), ', '" \
+	"   ORDER BY pg_catalog.array_position(i.indkey::pg_catalog.int2[], ka.attnum))" \
+	"  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute ka" \
+	"    ON ka.attrelid = i.indrelid AND ka.attnum = ANY (i.indkey::pg_catalog.int2[])" \
+	" WHERE i.indrelid = " oid " AND i.indisprimary), '')"
+
+/*
+ * The peer's tables (13 and later), as one JSON array of {t: quoted name,
+ * k: key, c: {column: fingerprint}}.
+ */
+static const char ua_pf_fp_peer_sql[] =
+	"WITH r AS ("
+	" SELECT c.oid, pg_catalog.format('%I.%I', n.nspname, c.relname) AS t"
+	"   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	"  WHERE c.relkind IN ('r', 'p') AND" UA_PF_USER_REL("c", "n") ")"
+	" SELECT coalesce(pg_catalog.json_agg(pg_catalog.json_build_object('t', r.t, 'k', " UA_PF_FP_KEY("r.oid") ","
+	"   'c', (SELECT pg_catalog.json_object_agg(a.attname, " UA_PF_FP_COL("a") ")"
+	"          FROM pg_catalog.pg_attribute a"
+	"         WHERE a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped))), '[]')::text"
+	"  FROM r";
+
+/*
+ * The first difference between the tables published here and the peer's
+ * document ($1), in the order of table and column names; no row when
+ * there is none.
+ */
+static const char ua_pf_fp_local_sql[] =
+	"WITH lt AS ("
+	" SELECT c.oid, pg_catalog.format('%I.%I', n.nspname, c.relname) AS t"
+	"   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	"  WHERE c.relkind IN ('r', 'p') AND" UA_PF_USER_REL("c", "n")
+	"    AND (n.nspname, c.relname) IN (SELECT schemaname, tablename FROM pg_catalog.pg_publication_tables)),"
+	" lc AS (SELECT lt.t, pg_catalog.quote_ident(a.attname) AS a, " UA_PF_FP_COL("a") " AS d"
+	"   FROM lt JOIN pg_catalog.pg_attribute a ON a.attrelid = lt.oid"
+	"  WHERE a.attnum > 0 AND NOT a.attisdropped),"
+	" lk AS (SELECT lt.t, " UA_PF_FP_KEY("lt.oid") " AS k FROM lt),"
+	" p AS (SELECT x.t, x.k, x.c FROM pg_catalog.jsonb_to_recordset($1::pg_catalog.jsonb) AS x(t text, k text, c jsonb)"
+	"  WHERE x.t IN (SELECT t FROM lt)),"
+	" pc AS (SELECT p.t, pg_catalog.quote_ident(e.key) AS a, e.value AS d"
+	"   FROM p, pg_catalog.jsonb_each_text(CASE WHEN pg_catalog.jsonb_typeof(p.c) = 'object' THEN p.c END) e),"
+	" d AS ("
+	" SELECT lt.t, '' AS a, pg_catalog.format('table %s is missing on the peer', lt.t) AS what"
+	"   FROM lt WHERE lt.t NOT IN (SELECT t FROM p)"
+	" UNION ALL"
+	" SELECT coalesce(lc.t, pc.t), coalesce(lc.a, pc.a),"
+	"  CASE WHEN pc.a IS NULL THEN pg_catalog.format('column %s.%s is missing on the peer', lc.t, lc.a)"
+	"   WHEN lc.a IS NULL THEN pg_catalog.format('column %s.%s exists on the peer only', pc.t, pc.a)"
+	"   ELSE pg_catalog.format('column %s.%s is %s here and %s on the peer', lc.t, lc.a, lc.d, pc.d) END"
+	"  FROM lc FULL JOIN pc ON pc.t = lc.t AND pc.a = lc.a"
+	" WHERE lc.d IS DISTINCT FROM pc.d AND coalesce(lc.t, pc.t) IN (SELECT t FROM p)"
+	" UNION ALL"
+	" SELECT lk.t, '~', pg_catalog.format('table %s has %s here and %s on the peer', lk.t,"
+	"   CASE WHEN lk.k = '' THEN 'no primary key' ELSE 'primary key (' || lk.k || ')' END,"
+	"   CASE WHEN p.k = '' THEN 'no primary key' ELSE 'primary key (' || p.k || ')' END)"
+	"  FROM lk JOIN p ON p.t = lk.t WHERE lk.k IS DISTINCT FROM p.k)"
+	" SELECT what FROM d ORDER BY t COLLATE pg_catalog.\"C\", a COLLATE pg_catalog.\"C\" LIMIT 1";
+
+/*
+ * ua_preflight_schema_diff
+ *		Compare the columns (name, type, NOT NULL, generated) and primary
+ *		keys of the tables published here with the same tables on peer:
+ *		"same", or "drift: " and the first difference.  Two statements:
+ *		one on the peer (bounded by deadline), one here.  The caller is in a
+ *		transaction, connected to SPI.  Throws the peer's and the
+ *		connection's errors.
+ */
+char *
+ua_preflight_schema_diff(const char *peer, TimestampTz deadline)
+{
+	PGresult   *res;
+	char	   *doc;
+	char	   *result;
+	const char *args[1];
+	int			level;
+
+	res = ua_peer_query(peer, ua_pf_fp_peer_sql, 0, NULL, deadline);
+	doc = pstrdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+
+	args[0] = doc;
+	level = ua_pf_planner_begin();
+	if (ua_spi_exec(ua_pf_fp_local_sql, 1, args, true) == 0)
+		result = pstrdup("same");
+	else
+		result = psprintf("drift: %s",
+						  SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1));
+	AtEOXact_GUC(true, level);
+	return result;
 }
 
 /* Finding into the tuplestore of preflight(). */
