@@ -64,8 +64,10 @@ SELECT * FROM upgrade_assist.cutover('pf_down', accept => '{no_such_check}');
 SELECT count(*) AS attempts FROM upgrade_assist.cutover_history;
 SELECT count(*) AS running FROM upgrade_assist.cutover_progress;
 SET client_min_messages = warning;
+\set VERBOSITY terse
 SELECT step, status FROM upgrade_assist.cutover('pf_down', dry_run => true,
-    accept => '{no_primary_key,unlogged_table,no_primary_key,*}');
+    accept => '{no_primary_key,unlogged_table,no_primary_key,*}', on_abort => 'warning');
+\set VERBOSITY default
 RESET client_min_messages;
 DROP USER MAPPING FOR CURRENT_USER SERVER pf_down;
 DROP SERVER pf_down;
