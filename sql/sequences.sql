@@ -342,7 +342,8 @@ SET search_path = seqprep, public;
 CREATE TABLE t_idx (id bigserial PRIMARY KEY);
 INSERT INTO t_idx SELECT g FROM generate_series(1, 40) g;
 DELETE FROM t_idx WHERE id > 38;			-- dead rows are not the extreme
-CREATE TABLE t_noidx (id serial, v int);	-- no index: one SQL statement
+CREATE SEQUENCE noidx_seq;
+CREATE TABLE t_noidx (id bigint DEFAULT nextval('noidx_seq'), v int);	-- no index
 INSERT INTO t_noidx VALUES (7, 1), (300, 2), (NULL, 3);
 CREATE SEQUENCE desc_seq INCREMENT -1 MINVALUE -1000 MAXVALUE -1 START -1;
 CREATE TABLE t_desc (id int DEFAULT nextval('desc_seq'));
@@ -380,7 +381,8 @@ CREATE TEMP VIEW args AS
          array_agg(g.is_called ORDER BY p.i) AS c, count(*)::int AS n
     FROM plan p LEFT JOIN given g USING (schema_name, sequence_name);
 -- Preparing changes nothing.
-SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'seqprep' ORDER BY 1;
+SELECT sequence_name, last_value, is_called FROM upgrade_assist.sequence_states()
+ WHERE schema_name = 'seqprep';
 -- A batch that is not the whole plan: only its sequences move.
 SELECT s.* FROM args,
        upgrade_assist.sync_sequences_prepared(args.token, args.n - 1, args.v[args.n:args.n],
@@ -389,8 +391,9 @@ SELECT s.* FROM args,
 BEGIN;
 SELECT s.* FROM args, upgrade_assist.sync_sequences_prepared(args.token, 0, args.v, args.c) s;
 ROLLBACK;
-SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'seqprep' ORDER BY 1;
-SELECT nextval('t_idx_id_seq') AS idx, nextval('t_noidx_id_seq') AS noidx,
+SELECT sequence_name, last_value, is_called FROM upgrade_assist.sequence_states()
+ WHERE schema_name = 'seqprep';
+SELECT nextval('t_idx_id_seq') AS idx, nextval('noidx_seq') AS noidx,
        nextval('desc_seq') AS descending, nextval('shared_seq') AS shared,
        nextval('t_part_id_seq') AS part, nextval('t_ident_id_seq') AS ident,
        nextval('called_seq') AS called, nextval('ahead_seq') AS ahead,
