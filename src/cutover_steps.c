@@ -392,7 +392,8 @@ ua_seq_map_local(UaRun *run, PGresult *res)
 	args[0] = PointerGetDatum(construct_array(nsps, n, TEXTOID, -1, false, TYPALIGN_INT));
 	args[1] = PointerGetDatum(construct_array(rels, n, TEXTOID, -1, false, TYPALIGN_INT));
 	ua_spi_exec_typed("SELECT u.i::pg_catalog.int4, c.oid"
-					  "  FROM pg_catalog.unnest($1, $2) WITH ORDINALITY AS u(nsp, rel, i)"
+					  "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))"
+					  "       WITH ORDINALITY AS u(nsp, rel, i)"
 					  "  JOIN pg_catalog.pg_namespace n ON n.nspname = u.nsp"
 					  "  JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = u.rel"
 					  " WHERE c.relkind = 'S' AND c.relpersistence <> 't'",

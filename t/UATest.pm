@@ -872,6 +872,20 @@ sub bg_commands
 
 =pod
 
+=item ledger_schema()
+
+The SQL of cutover_pair's default schema (the tables of @LEDGER_TABLES), for
+a test that passes its own schema and still runs start_writers.
+
+=cut
+
+sub ledger_schema
+{
+	return $ledger_schema;
+}
+
+=pod
+
 =back
 
 =cut
