@@ -1644,11 +1644,10 @@ sync_sequences_prepared(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 					 errmsg("is_called must not be null where last_values is not")));
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-
 	/* Lock, read and plan the whole batch before moving any of it. */
 	work = palloc0(sizeof(UaSeq) * Max(n, 1));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
 	for (int i = 0; i < n; i++)
 	{
 		UaSeq	   *s = &work[i];
@@ -1694,6 +1693,9 @@ sync_sequences_prepared(PG_FUNCTION_ARGS)
 	{
 		if (strcmp(work[i].action, "none") == 0)
 			continue;
+		if (work[i].new_value < work[i].minvalue || work[i].new_value > work[i].maxvalue)
+			elog(ERROR, "planned value " INT64_FORMAT " of sequence %s is out of its range",
+				 work[i].new_value, work[i].display);
 		(void) DirectFunctionCall3(setval3_oid, ObjectIdGetDatum(work[i].oid),
 								   Int64GetDatum(work[i].new_value), BoolGetDatum(false));
 		moved++;
