@@ -535,11 +535,11 @@ create_many_tables() {
 	for side in old new; do
 		psql_on "$side" -v from="$from" -v to="$to" <<-'SQL' >/dev/null
 			SELECT upgrade_assist.fence_exempt_session();
-			SET bench.from = :'from';
-			SET bench.to = :'to';
+			SET bench.lo = :'from';
+			SET bench.hi = :'to';
 			DO $$
 			BEGIN
-			    FOR i IN current_setting('bench.from')::int .. current_setting('bench.to')::int LOOP
+			    FOR i IN current_setting('bench.lo')::int .. current_setting('bench.hi')::int LOOP
 			        EXECUTE format('CREATE TABLE public.%I (id bigserial PRIMARY KEY, v int)',
 			                       'many_' || i);
 			        IF i % 200 = 0 THEN
