@@ -132,6 +132,7 @@ typedef struct UaRun
 	/* what the prepare step left for the blackout (cutover_steps.c) */
 	bool		seq_prepared;	/* the peer's session holds a sequence plan */
 	int64		seq_token;		/* its token (sequences_prepare()) */
+	int			seq_peer_pid;	/* the peer backend holding it */
 	int			seq_n;			/* its sequences */
 	Oid		   *seq_local;		/* per plan sequence: the one here, or invalid */
 } UaRun;

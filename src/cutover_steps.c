@@ -368,6 +368,25 @@ ua_step_wait(UaRun *run, StringInfo detail)
  */
 
 /*
+ * ua_peer_session
+ *		Make the worker's session on the peer exempt from its fence and
+ *		return that session's backend pid: a different pid than before means
+ *		the cached connection was replaced (and what the old session held,
+ *		such as the sequence plan, is gone).
+ */
+static int
+ua_peer_session(UaRun *run)
+{
+	PGresult   *res = ua_cutover_remote(run,
+										"SELECT pg_catalog.pg_backend_pid() FROM upgrade_assist.fence_exempt_session()",
+										0, NULL);
+	int			pid = atoi(PQgetvalue(res, 0, 0));
+
+	PQclear(res);
+	return pid;
+}
+
+/*
  * ua_seq_map_local
  *		run->seq_local[i]: the sequence here of the schema and name of row i
  *		of res (the peer's plan, sequences_prepare()), or InvalidOid when
@@ -651,7 +670,7 @@ ua_step_prepare(UaRun *run, StringInfo detail)
 	int			moved;
 	int			mapped = 0;
 
-	ua_cutover_remote_exempt(run, run->deadline);
+	run->seq_peer_pid = ua_peer_session(run);
 	res = ua_cutover_remote(run,
 				"SELECT token, schema_name, sequence_name FROM upgrade_assist.sequences_prepare()",
 				0, NULL);
@@ -668,6 +687,25 @@ ua_step_prepare(UaRun *run, StringInfo detail)
 					 run->seq_n, mapped, moved);
 	if (run->reverse)
 		ua_reverse_prepare(run, detail);
+
+	/*
+	 * The plan lives in the peer's session.  A cache reset here (much
+	 * catalog churn, as creating a subscription of thousands of tables
+	 * makes) closes the cached connection and the next statement opens a
+	 * new session: then plan again, still before the fence.
+	 */
+	if (ua_peer_session(run) != run->seq_peer_pid)
+	{
+		run->seq_peer_pid = ua_peer_session(run);
+		res = ua_cutover_remote(run,
+					"SELECT token, schema_name, sequence_name FROM upgrade_assist.sequences_prepare()",
+					0, NULL);
+		run->seq_n = PQntuples(res);
+		run->seq_token = run->seq_n > 0 ? strtoi64(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+		ua_seq_map_local(run, res);
+		PQclear(res);
+		appendStringInfoString(detail, "; planned again in a new peer session");
+	}
 }
 
 /*
@@ -683,8 +721,11 @@ ua_step_sequences(UaRun *run, StringInfo detail)
 	ErrorData  *volatile edata = NULL;
 	volatile int moved = 0;
 
-	if (!run->seq_prepared)
+	/* A new peer session (see ua_step_prepare) has no plan: the other way. */
+	if (!run->seq_prepared || ua_peer_session(run) != run->seq_peer_pid)
 	{
+		if (run->seq_prepared)
+			appendStringInfoString(detail, "new peer session without the plan; ");
 		ua_seq_sync_given(run, detail);
 		return;
 	}
