@@ -9,7 +9,11 @@
  * sync_sequences_given, the same as sync_sequences with the source's states
  * given as arrays, and sequence_states, which reads those states on the
  * source: the cutover worker runs the latter on its own cluster and passes
- * the result to the former on the peer, so the peer never connects back.
+ * the result to the former on the peer, so the peer never connects back;
+ * sequences_prepare and sync_sequences_prepared, the cutover's way (a plan
+ * kept in the session before the fence, then batches moved by index probes
+ * and setval() inside the blackout: see the section at the end of the file
+ * and docs/blackout.md).
  *
  * Logical replication carries row values, not sequence counters.  For each
  * sequence of the database the plan gathers three positions and takes the
