@@ -289,6 +289,34 @@ SET row_security = off;
 REVOKE ALL ON FUNCTION upgrade_assist.sequence_states() FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.sync_sequences_given(text[], text[], bigint[], boolean[], bigint) FROM PUBLIC;
 
+-- For the cutover's blackout (docs/blackout.md): sequences_prepare builds,
+-- before the fence, this session's plan (sequences, the columns drawing from
+-- them, the index that answers each column's extreme) and returns its
+-- sequences in plan order under a token; sync_sequences_prepared applies
+-- the source's states to a batch of that plan (element i: plan sequence
+-- first + i, NULL last_value: not on the source) with index probes and
+-- setval(), which is not transactional: a move stays even if the caller's
+-- transaction rolls back.  sync_sequences stays all or nothing.
+CREATE FUNCTION upgrade_assist.sequences_prepare()
+RETURNS TABLE(token bigint, schema_name text, sequence_name text)
+AS 'MODULE_PATHNAME', 'sequences_prepare'
+LANGUAGE C VOLATILE
+SET row_security = off;
+
+CREATE FUNCTION upgrade_assist.sync_sequences_prepared(
+    token bigint,
+    first integer,
+    last_values bigint[],
+    is_called boolean[],
+    margin bigint DEFAULT 0)
+RETURNS TABLE(sequences integer, moved integer)
+AS 'MODULE_PATHNAME', 'sync_sequences_prepared'
+LANGUAGE C VOLATILE
+SET row_security = off;
+
+REVOKE ALL ON FUNCTION upgrade_assist.sequences_prepare() FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.sync_sequences_prepared(bigint, integer, bigint[], boolean[], bigint) FROM PUBLIC;
+
 -- ---------------------------------------------------------------------------
 -- Statistics rebuild after pg_upgrade (run on the new side).
 --

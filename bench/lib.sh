@@ -521,3 +521,56 @@ load_aborts() {
 		}
 		END { printf "fence %d terminated %d other %d\n", fence, term, other }'
 }
+
+# ---------------------------------------------------------------------------
+# Many sequenced tables (bench/cutover TABLES=...).
+
+# create_many_tables FROM TO: tables public.many_FROM .. public.many_TO, each
+# "(id bigserial PRIMARY KEY, v int)" (its own sequence), created empty on both
+# sides, in transactions of 200 tables (the lock table), on the fenced side through
+# an exempt session; then the subscription of the fenced side is refreshed without
+# copy (the tables are empty) and waited for.
+create_many_tables() {
+	local from=$1 to=$2 side standby sub
+	for side in old new; do
+		psql_on "$side" -v from="$from" -v to="$to" <<-'SQL' >/dev/null
+			SELECT upgrade_assist.fence_exempt_session();
+			SET bench.lo = :'from';
+			SET bench.hi = :'to';
+			DO $$
+			BEGIN
+			    FOR i IN current_setting('bench.lo')::int .. current_setting('bench.hi')::int LOOP
+			        EXECUTE format('CREATE TABLE public.%I (id bigserial PRIMARY KEY, v int)',
+			                       'many_' || i);
+			        IF i % 200 = 0 THEN
+			            COMMIT;
+			        END IF;
+			    END LOOP;
+			END $$;
+		SQL
+	done
+	standby=$(primary_side old new) || die "no side is unfenced"
+	standby=${OTHER[$standby]}
+	sub=$(psql_on "$standby" -Atc "SELECT subname FROM pg_subscription WHERE subenabled")
+	psql_on "$standby" -c "SELECT upgrade_assist.fence_exempt_session()" \
+		-c "ALTER SUBSCRIPTION \"$sub\" REFRESH PUBLICATION WITH (copy_data = false)" >/dev/null
+	wait_until "$standby" 600 "SELECT bool_and(srsubstate = 'r') FROM pg_subscription_rel"
+}
+
+# touch_many_tables SIDE N: one row into each of many_1 .. many_N on SIDE, in
+# transactions of 500 tables.
+touch_many_tables() {
+	local side=$1 n=$2
+	psql_on "$side" -v n="$n" <<-'SQL' >/dev/null
+		SET bench.n = :'n';
+		DO $$
+		BEGIN
+		    FOR i IN 1 .. current_setting('bench.n')::int LOOP
+		        EXECUTE format('INSERT INTO public.%I (v) VALUES (0)', 'many_' || i);
+		        IF i % 500 = 0 THEN
+		            COMMIT;
+		        END IF;
+		    END LOOP;
+		END $$;
+	SQL
+}

@@ -333,3 +333,145 @@ RESET search_path;
 SET client_min_messages = warning;
 DROP SCHEMA seqtest, "Odd Schema", seqgiven CASCADE;
 RESET client_min_messages;
+
+-- sequences_prepare and sync_sequences_prepared, the cutover's blackout
+-- pair (docs/blackout.md): a plan kept in the session, then source states
+-- applied to batches of it with index probes and setval().
+CREATE SCHEMA seqprep;
+SET search_path = seqprep, public;
+CREATE TABLE t_idx (id bigserial PRIMARY KEY);
+INSERT INTO t_idx SELECT g FROM generate_series(1, 40) g;
+DELETE FROM t_idx WHERE id > 38;			-- dead rows are not the extreme
+CREATE SEQUENCE noidx_seq;
+CREATE TABLE t_noidx (id bigint DEFAULT nextval('noidx_seq'), v int);	-- no index
+INSERT INTO t_noidx VALUES (7, 1), (300, 2), (NULL, 3);
+CREATE SEQUENCE desc_seq INCREMENT -1 MINVALUE -1000 MAXVALUE -1 START -1;
+CREATE TABLE t_desc (id int DEFAULT nextval('desc_seq'));
+CREATE INDEX t_desc_id ON t_desc (id DESC NULLS FIRST);
+INSERT INTO t_desc VALUES (-3), (-50), (NULL);
+CREATE SEQUENCE shared_seq;
+CREATE TABLE t_shared_a (id bigint PRIMARY KEY DEFAULT nextval('shared_seq'));
+CREATE TABLE t_shared_b (id bigint DEFAULT nextval('shared_seq'));
+INSERT INTO t_shared_a VALUES (60);
+INSERT INTO t_shared_b VALUES (90);
+CREATE TABLE t_part (id bigserial, k int, PRIMARY KEY (id, k)) PARTITION BY LIST (k);
+CREATE TABLE t_part_1 PARTITION OF t_part FOR VALUES IN (1);
+CREATE TABLE t_part_2 (k int NOT NULL, id bigint NOT NULL);	-- other column order
+ALTER TABLE t_part ATTACH PARTITION t_part_2 FOR VALUES IN (2);
+INSERT INTO t_part VALUES (3, 1), (444, 2);
+CREATE TABLE t_ident (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY);
+CREATE SEQUENCE called_seq;
+CREATE SEQUENCE ahead_seq;
+SELECT setval('ahead_seq', 1000);
+CREATE SEQUENCE reset_seq;
+CREATE SEQUENCE cycle_seq MAXVALUE 50 CYCLE;
+SELECT setval('cycle_seq', 40);
+CREATE TABLE given (schema_name text, sequence_name text, last_value bigint, is_called boolean);
+INSERT INTO given VALUES ('seqprep', 'called_seq', 100, true),
+  ('seqprep', 'ahead_seq', 10, true), ('seqprep', 'reset_seq', 30, false),
+  ('seqprep', 'cycle_seq', 5, true), ('seqprep', 't_ident_id_seq', 70, true);
+CREATE TEMP TABLE plan AS
+  SELECT (p.o - 1)::int AS i, p.token, p.schema_name, p.sequence_name
+    FROM upgrade_assist.sequences_prepare()
+         WITH ORDINALITY AS p(token, schema_name, sequence_name, o);
+SELECT schema_name, sequence_name FROM plan WHERE schema_name = 'seqprep' ORDER BY i;
+SELECT count(DISTINCT token) AS tokens FROM plan;
+CREATE TEMP VIEW args AS
+  SELECT min(p.token) AS token, array_agg(g.last_value ORDER BY p.i) AS v,
+         array_agg(g.is_called ORDER BY p.i) AS c, count(*)::int AS n
+    FROM plan p LEFT JOIN given g USING (schema_name, sequence_name);
+-- Preparing changes nothing.
+SELECT sequence_name, last_value, is_called FROM upgrade_assist.sequence_states()
+ WHERE schema_name = 'seqprep';
+-- A batch that is not the whole plan: only its sequences move.
+SELECT s.* FROM args,
+       upgrade_assist.sync_sequences_prepared(args.token, args.n - 1, args.v[args.n:args.n],
+                                              args.c[args.n:args.n]) s;
+-- The whole plan.  Moves are in place (setval): they stay after a rollback.
+BEGIN;
+SELECT s.* FROM args, upgrade_assist.sync_sequences_prepared(args.token, 0, args.v, args.c) s;
+ROLLBACK;
+SELECT sequence_name, last_value, is_called FROM upgrade_assist.sequence_states()
+ WHERE schema_name = 'seqprep';
+SELECT nextval('t_idx_id_seq') AS idx, nextval('noidx_seq') AS noidx,
+       nextval('desc_seq') AS descending, nextval('shared_seq') AS shared,
+       nextval('t_part_id_seq') AS part, nextval('t_ident_id_seq') AS ident,
+       nextval('called_seq') AS called, nextval('ahead_seq') AS ahead,
+       nextval('reset_seq') AS reset, nextval('cycle_seq') AS cycle;
+-- Again with a margin: never backwards, the margin in each direction.
+SELECT s.* FROM args, upgrade_assist.sync_sequences_prepared(args.token, 0, args.v, args.c, 10) s;
+SELECT nextval('t_idx_id_seq') AS idx, nextval('desc_seq') AS descending,
+       nextval('ahead_seq') AS ahead;
+
+-- Overflow: an error naming the sequence; nothing of the batch moves.
+CREATE TEMP TABLE before4 AS
+  SELECT sequencename, last_value FROM pg_sequences WHERE schemaname = 'seqprep';
+CREATE SEQUENCE narrow_seq;
+CREATE TABLE t_narrow (id smallint DEFAULT nextval('narrow_seq'));
+INSERT INTO t_narrow VALUES (32767);
+INSERT INTO t_idx VALUES (5000);
+TRUNCATE plan;
+INSERT INTO plan SELECT (p.o - 1)::int, p.token, p.schema_name, p.sequence_name
+  FROM upgrade_assist.sequences_prepare() WITH ORDINALITY AS p(token, schema_name, sequence_name, o);
+SELECT s.* FROM args, upgrade_assist.sync_sequences_prepared(args.token, 0, args.v, args.c) s;
+SELECT count(*) AS changed_by_failed_batch
+  FROM before4 b JOIN pg_sequences s USING (sequencename)
+ WHERE s.last_value IS DISTINCT FROM b.last_value;
+DROP TABLE t_narrow;
+
+-- The plan is the session's and knows its objects.
+\set VERBOSITY sqlstate
+SELECT s.* FROM args, upgrade_assist.sync_sequences_prepared(args.token + 1, 0, args.v, args.c) s;
+\set VERBOSITY default
+SELECT s.* FROM args, upgrade_assist.sync_sequences_prepared(args.token, 0, args.v, args.c) s;
+TRUNCATE plan;
+INSERT INTO plan SELECT (p.o - 1)::int, p.token, p.schema_name, p.sequence_name
+  FROM upgrade_assist.sequences_prepare() WITH ORDINALITY AS p(token, schema_name, sequence_name, o);
+DROP TABLE t_noidx;
+SELECT s.* FROM args, upgrade_assist.sync_sequences_prepared(args.token, 0, args.v, args.c) s;
+TRUNCATE plan;
+INSERT INTO plan SELECT (p.o - 1)::int, p.token, p.schema_name, p.sequence_name
+  FROM upgrade_assist.sequences_prepare() WITH ORDINALITY AS p(token, schema_name, sequence_name, o);
+SELECT s.* FROM args, upgrade_assist.sync_sequences_prepared(args.token, 0, args.v, args.c) s;
+SELECT nextval('t_idx_id_seq') AS idx_after_5000;
+
+-- Bad input.
+\set VERBOSITY sqlstate
+SELECT * FROM upgrade_assist.sync_sequences_prepared(NULL, 0, '{}', '{}');
+SELECT s.* FROM args, upgrade_assist.sync_sequences_prepared(args.token, NULL, '{}', '{}') s;
+SELECT s.* FROM args, upgrade_assist.sync_sequences_prepared(args.token, 0, '{1}', '{}') s;
+SELECT s.* FROM args, upgrade_assist.sync_sequences_prepared(args.token, 0, '{1}', '{NULL}') s;
+SELECT s.* FROM args, upgrade_assist.sync_sequences_prepared(args.token, -1, '{}', '{}') s;
+SELECT s.* FROM args, upgrade_assist.sync_sequences_prepared(args.token, args.n, '{1}', '{t}') s;
+SELECT s.* FROM args, upgrade_assist.sync_sequences_prepared(args.token, 0, '{{1}}', '{{t}}') s;
+SELECT s.* FROM args, upgrade_assist.sync_sequences_prepared(args.token, 0, '{}', '{}', -1) s;
+BEGIN READ ONLY;
+SELECT s.* FROM args, upgrade_assist.sync_sequences_prepared(args.token, 0, '{}', '{}') s;
+ROLLBACK;
+\set VERBOSITY default
+SELECT s.* FROM args, upgrade_assist.sync_sequences_prepared(args.token, args.n, '{}', '{}') s;
+
+-- Privileges: neither is open to PUBLIC; the plan needs SELECT and UPDATE
+-- on every sequence and SELECT on every table with a drawing column.
+CREATE ROLE regress_ua_prep;
+GRANT USAGE ON SCHEMA upgrade_assist, seqprep TO regress_ua_prep;
+SET ROLE regress_ua_prep;
+\set VERBOSITY sqlstate
+SELECT count(*) FROM upgrade_assist.sequences_prepare();
+SELECT * FROM upgrade_assist.sync_sequences_prepared(0, 0, '{}', '{}');
+RESET ROLE;
+GRANT EXECUTE ON FUNCTION upgrade_assist.sequences_prepare(),
+      upgrade_assist.sync_sequences_prepared(bigint, integer, bigint[], boolean[], bigint)
+      TO regress_ua_prep;
+SET ROLE regress_ua_prep;
+\set VERBOSITY default
+SELECT count(*) FROM upgrade_assist.sequences_prepare();
+RESET ROLE;
+DROP OWNED BY regress_ua_prep;
+DROP ROLE regress_ua_prep;
+DROP VIEW args;
+DROP TABLE plan, before4;
+RESET search_path;
+SET client_min_messages = warning;
+DROP SCHEMA seqprep CASCADE;
+RESET client_min_messages;

@@ -78,7 +78,7 @@ PG_FUNCTION_INFO_V1(cutover_resume);
 PG_FUNCTION_INFO_V1(cutover_progress_rows);
 
 const char *const ua_cutover_step_names[UA_NSTEPS] = {
-	"checks", "lag check", "fence", "drain", "final marker",
+	"checks", "lag check", "prepare", "fence", "drain", "final marker",
 	"wait for marker", "sync sequences", "reverse replication",
 	"reverse round trip", "unfence peer"
 };

@@ -27,6 +27,7 @@ typedef enum UaStep
 {
 	UA_ST_CHECKS,
 	UA_ST_LAG,
+	UA_ST_PREPARE,				/* before the fence: sequences, reverse objects */
 	UA_ST_FENCE,
 	UA_ST_DRAIN,
 	UA_ST_MARKER,
@@ -140,6 +141,13 @@ typedef struct UaRun
 	bool		did_slot;
 	bool		did_sub;
 	bool		ponr_unknown;	/* the takeover's outcome could not be learnt */
+
+	/* what the prepare step left for the blackout (cutover_steps.c) */
+	bool		seq_prepared;	/* the peer's session holds a sequence plan */
+	int64		seq_token;		/* its token (sequences_prepare()) */
+	int			seq_peer_pid;	/* the peer backend holding it */
+	int			seq_n;			/* its sequences */
+	Oid		   *seq_local;		/* per plan sequence: the one here, or invalid */
 } UaRun;
 
 typedef void (*UaStepFn) (UaRun *run, StringInfo detail);

@@ -28,6 +28,8 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "catalog/pg_type.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
@@ -39,6 +41,7 @@
 #include "marker.h"
 #include "preflight.h"
 #include "remote.h"
+#include "sequences.h"
 #include "util.h"
 
 /* ---------------------------------------------------------------------------
@@ -388,9 +391,157 @@ ua_step_wait(UaRun *run, StringInfo detail)
 					 run->final_marker.seq, waited / 1000.0);
 }
 
-/* sync sequences: the peer's sequences past this side's values. */
+/* ---------------------------------------------------------------------------
+ * Sequences: prepared before the fence, finished inside it (docs/blackout.md)
+ * ---------------------------------------------------------------------------
+ */
+
+/*
+ * ua_peer_session
+ *		Make the worker's session on the peer exempt from its fence and
+ *		return that session's backend pid: a different pid than before means
+ *		the cached connection was replaced (and what the old session held,
+ *		such as the sequence plan, is gone).
+ */
+static int
+ua_peer_session(UaRun *run)
+{
+	PGresult   *res = ua_cutover_remote(run,
+										"SELECT pg_catalog.pg_backend_pid() FROM upgrade_assist.fence_exempt_session()",
+										0, NULL);
+	int			pid = atoi(PQgetvalue(res, 0, 0));
+
+	PQclear(res);
+	return pid;
+}
+
+/*
+ * ua_seq_map_local
+ *		run->seq_local[i]: the sequence here of the schema and name of row i
+ *		of res (the peer's plan, sequences_prepare()), or InvalidOid when
+ *		this side has none.  One local statement.
+ */
 static void
-ua_step_sequences(UaRun *run, StringInfo detail)
+ua_seq_map_local(UaRun *run, PGresult *res)
+{
+	int			n = PQntuples(res);
+	Datum	   *nsps = palloc(sizeof(Datum) * Max(n, 1));
+	Datum	   *rels = palloc(sizeof(Datum) * Max(n, 1));
+	Oid			types[2] = {TEXTARRAYOID, TEXTARRAYOID};
+	Datum		args[2];
+
+	run->seq_local = MemoryContextAllocZero(run->cxt, sizeof(Oid) * Max(n, 1));
+	for (int i = 0; i < n; i++)
+	{
+		nsps[i] = CStringGetTextDatum(PQgetvalue(res, i, 1));
+		rels[i] = CStringGetTextDatum(PQgetvalue(res, i, 2));
+	}
+	ua_xact_begin(NULL);
+	args[0] = PointerGetDatum(construct_array(nsps, n, TEXTOID, -1, false, TYPALIGN_INT));
+	args[1] = PointerGetDatum(construct_array(rels, n, TEXTOID, -1, false, TYPALIGN_INT));
+	ua_spi_exec_typed("SELECT u.i::pg_catalog.int4, c.oid"
+					  "  FROM ROWS FROM (pg_catalog.unnest($1), pg_catalog.unnest($2))"
+					  "       WITH ORDINALITY AS u(nsp, rel, i)"
+					  "  JOIN pg_catalog.pg_namespace n ON n.nspname = u.nsp"
+					  "  JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = u.rel"
+					  " WHERE c.relkind = 'S' AND c.relpersistence <> 't'",
+					  2, types, args, NULL, SPI_OK_SELECT);
+	for (uint64 r = 0; r < SPI_processed; r++)
+	{
+		bool		isnull;
+		int			i = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[r],
+													SPI_tuptable->tupdesc, 1, &isnull));
+		Oid			oid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[r],
+														 SPI_tuptable->tupdesc, 2, &isnull));
+
+		if (i >= 1 && i <= n)
+			run->seq_local[i - 1] = oid;
+	}
+	ua_xact_end(run->cxt);
+}
+
+/*
+ * ua_seq_push
+ *		Read the state of every mapped sequence here (from its page, no SQL;
+ *		42501 naming one the caller may not SELECT from) and apply them to
+ *		the peer's plan in batches of UA_SEQ_BATCH, one peer statement and
+ *		transaction each (sync_sequences_prepared()).  Returns the number
+ *		of sequences moved on the peer.
+ */
+static int
+ua_seq_push(UaRun *run)
+{
+	StringInfoData lasts;
+	StringInfoData called;
+	char		token[32];
+	char		firstbuf[16];
+	char		margin[32];
+	const char *vals[5];
+	int64	   *values = palloc(sizeof(int64) * Max(run->seq_n, 1));
+	bool	   *iscalled = palloc(sizeof(bool) * Max(run->seq_n, 1));
+	bool	   *has = palloc(sizeof(bool) * Max(run->seq_n, 1));
+	int			moved = 0;
+
+	ua_xact_begin(NULL);
+	for (int i = 0; i < run->seq_n; i++)
+		has[i] = OidIsValid(run->seq_local[i]) &&
+			ua_seq_read_state(run->seq_local[i], true, &values[i], &iscalled[i]);
+	ua_xact_end(run->cxt);
+
+	snprintf(token, sizeof(token), INT64_FORMAT, run->seq_token);
+	snprintf(margin, sizeof(margin), INT64_FORMAT, run->margin);
+	initStringInfo(&lasts);
+	initStringInfo(&called);
+	for (int first = 0; first < run->seq_n; first += UA_SEQ_BATCH)
+	{
+		int			last = Min(run->seq_n, first + UA_SEQ_BATCH);
+		PGresult   *res;
+
+		resetStringInfo(&lasts);
+		resetStringInfo(&called);
+		appendStringInfoChar(&lasts, '{');
+		appendStringInfoChar(&called, '{');
+		for (int i = first; i < last; i++)
+		{
+			if (i > first)
+			{
+				appendStringInfoChar(&lasts, ',');
+				appendStringInfoChar(&called, ',');
+			}
+			if (has[i])
+				appendStringInfo(&lasts, INT64_FORMAT, values[i]);
+			else
+				appendStringInfoString(&lasts, "NULL");
+			appendStringInfoChar(&called, has[i] && iscalled[i] ? 't' : 'f');
+		}
+		appendStringInfoChar(&lasts, '}');
+		appendStringInfoChar(&called, '}');
+		snprintf(firstbuf, sizeof(firstbuf), "%d", first);
+		vals[0] = token;
+		vals[1] = firstbuf;
+		vals[2] = lasts.data;
+		vals[3] = called.data;
+		vals[4] = margin;
+		res = ua_cutover_remote(run,
+					"SELECT moved FROM upgrade_assist.sync_sequences_prepared("
+					"$1::bigint, $2::integer, $3::bigint[], $4::boolean[], $5::bigint)",
+					5, vals);
+		moved += atoi(PQgetvalue(res, 0, 0));
+		PQclear(res);
+	}
+	pfree(lasts.data);
+	pfree(called.data);
+	return moved;
+}
+
+/*
+ * ua_seq_sync_given
+ *		The unprepared way, one peer statement for everything: this side's
+ *		states (sequence_states()) given to sync_sequences_given() there.
+ *		Used when the peer's session lost its plan.
+ */
+static void
+ua_seq_sync_given(UaRun *run, StringInfo detail)
 {
 	char	   *vals[5];
 	char		margin[32];
@@ -421,12 +572,17 @@ ua_step_sequences(UaRun *run, StringInfo detail)
 }
 
 /*
- * reverse replication: publication on the peer with the forward
- * publications' tables, a slot there created now (the peer is fenced and
- * has everything from here), and a subscription here without copy.
+ * ua_reverse_prepare
+ *		What the reverse direction needs and that can exist before the
+ *		fence: publication upgrade_assist_cutover on the peer (the forward
+ *		publications' tables, or all tables), a leftover slot of the
+ *		reverse slot's name dropped there, and subscription
+ *		upgrade_assist_cutover here, created disabled, without a slot and
+ *		without copy, naming the slot the blackout creates.  Its catalog
+ *		rows (one per table) are written now, not inside the blackout.
  */
 static void
-ua_step_reverse(UaRun *run, StringInfo detail)
+ua_reverse_prepare(UaRun *run, StringInfo detail)
 {
 	const char *vals[1];
 	char	   *pubdef;
@@ -491,19 +647,16 @@ ua_step_reverse(UaRun *run, StringInfo detail)
 					 errmsg("replication slot \"%s\" on peer \"%s\" is in use",
 							run->slot_name, run->peer)));
 		PQclear(ua_cutover_remote(run, "SELECT pg_catalog.pg_drop_replication_slot($1)", 1, vals));
-		appendStringInfoString(detail, "dropped a slot left by an earlier attempt; ");
+		appendStringInfoString(detail, "; dropped a slot left by an earlier attempt");
 	}
 	else
 		PQclear(res);
-	run->did_slot = true;
-	res = ua_cutover_remote(run, "SELECT lsn::text FROM pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')",
-				1, vals);
-	appendStringInfo(detail, "publication %s on the peer (%s), slot %s there at %s, ",
-					 UA_REVERSE_NAME, tables, run->slot_name, PQgetvalue(res, 0, 0));
-	PQclear(res);
 
 	/*
-	 * The subscription.  Its statement holds the password: keep warnings
+	 * The subscription.  connect = true (the default) reads the publication's
+	 * tables from the peer and records them as ready (copy_data = false);
+	 * create_slot = false and enabled = false leave the slot and the start
+	 * to the blackout.  Its statement holds the password: keep warnings
 	 * (whose context would quote it) out of the log, and report only the
 	 * message of an error (ua_cutover_run never shows its context).
 	 */
@@ -514,7 +667,7 @@ ua_step_reverse(UaRun *run, StringInfo detail)
 	sql = psprintf("CREATE SUBSCRIPTION " UA_REVERSE_NAME " CONNECTION %s"
 				   " PUBLICATION " UA_REVERSE_NAME
 				   " WITH (create_slot = false, slot_name = %s, copy_data = false,"
-				   " enabled = true)",
+				   " enabled = false)",
 				   quote_literal_cstr(conninfo), quote_literal_cstr(run->slot_name));
 	ua_xact_begin(NULL);
 	nestlevel = NewGUCNestLevel();
@@ -527,7 +680,126 @@ ua_step_reverse(UaRun *run, StringInfo detail)
 	run->did_sub = true;
 	memset(sql, 0, strlen(sql));
 	memset(conninfo, 0, strlen(conninfo));
-	appendStringInfo(detail, "subscription %s here without copy", UA_REVERSE_NAME);
+	appendStringInfo(detail, "; publication %s on the peer (%s), subscription %s here (disabled, no slot yet, no copy)",
+					 UA_REVERSE_NAME, tables, UA_REVERSE_NAME);
+}
+
+/*
+ * prepare, before the fence: the peer's session plans its sequences
+ * (sequences_prepare()), which are mapped to this side's by name and moved
+ * forward to this side's current states (they move again, by little,
+ * inside the blackout); with reverse, the reverse publication and a
+ * disabled subscription.  Nothing here needs the fence: the peer is fenced
+ * already, and every object is undone by the abort.
+ */
+static void
+ua_step_prepare(UaRun *run, StringInfo detail)
+{
+	PGresult   *res;
+	int			moved;
+	int			mapped = 0;
+
+	run->seq_peer_pid = ua_peer_session(run);
+	res = ua_cutover_remote(run,
+				"SELECT token, schema_name, sequence_name FROM upgrade_assist.sequences_prepare()",
+				0, NULL);
+	run->seq_n = PQntuples(res);
+	run->seq_token = run->seq_n > 0 ? strtoi64(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+	ua_seq_map_local(run, res);
+	PQclear(res);
+	run->seq_prepared = true;
+	for (int i = 0; i < run->seq_n; i++)
+		if (OidIsValid(run->seq_local[i]))
+			mapped++;
+	moved = ua_seq_push(run);
+	appendStringInfo(detail, "%d sequence(s) planned on the peer (%d here too), %d moved forward ahead of the fence",
+					 run->seq_n, mapped, moved);
+	if (run->reverse)
+		ua_reverse_prepare(run, detail);
+
+	/*
+	 * The plan lives in the peer's session.  A cache reset here (much
+	 * catalog churn, as creating a subscription of thousands of tables
+	 * makes) closes the cached connection and the next statement opens a
+	 * new session: then plan again, still before the fence.
+	 */
+	if (ua_peer_session(run) != run->seq_peer_pid)
+	{
+		run->seq_peer_pid = ua_peer_session(run);
+		res = ua_cutover_remote(run,
+					"SELECT token, schema_name, sequence_name FROM upgrade_assist.sequences_prepare()",
+					0, NULL);
+		run->seq_n = PQntuples(res);
+		run->seq_token = run->seq_n > 0 ? strtoi64(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+		ua_seq_map_local(run, res);
+		PQclear(res);
+		appendStringInfoString(detail, "; planned again in a new peer session");
+	}
+}
+
+/*
+ * sync sequences, inside the blackout: this side's final states read from
+ * the pages, applied to the peer's prepared plan (index probes and setval()
+ * there).  When the peer's session lost its plan (a new connection: 55000),
+ * the unprepared way does the same in one statement.
+ */
+static void
+ua_step_sequences(UaRun *run, StringInfo detail)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ErrorData  *volatile edata = NULL;
+	volatile int moved = 0;
+
+	/* A new peer session (see ua_step_prepare) has no plan: the other way. */
+	if (!run->seq_prepared || ua_peer_session(run) != run->seq_peer_pid)
+	{
+		if (run->seq_prepared)
+			appendStringInfoString(detail, "new peer session without the plan; ");
+		ua_seq_sync_given(run, detail);
+		return;
+	}
+	PG_TRY();
+	{
+		moved = ua_seq_push(run);
+	}
+	PG_CATCH();
+	{
+		edata = ua_recover_from_error(cxt);
+		if (edata->sqlerrcode != ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE)
+			ReThrowError(edata);
+	}
+	PG_END_TRY();
+	if (edata != NULL)
+	{
+		appendStringInfo(detail, "prepared plan unusable (%s); ", edata->message);
+		ua_seq_sync_given(run, detail);
+		return;
+	}
+	appendStringInfo(detail, "%d sequence(s) on the peer, %d moved forward", run->seq_n, moved);
+}
+
+/*
+ * reverse replication, inside the blackout: the slot on the peer, created
+ * now (the peer is fenced and has everything from here), and the prepared
+ * subscription here enabled on it.
+ */
+static void
+ua_step_reverse(UaRun *run, StringInfo detail)
+{
+	const char *vals[1] = {run->slot_name};
+	PGresult   *res;
+
+	ua_cutover_remote_exempt(run, run->deadline);
+	run->did_slot = true;
+	res = ua_cutover_remote(run, "SELECT lsn::text FROM pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')",
+				1, vals);
+	appendStringInfo(detail, "slot %s on the peer at %s, ", run->slot_name, PQgetvalue(res, 0, 0));
+	PQclear(res);
+
+	ua_xact_begin(NULL);
+	ua_spi_exec("ALTER SUBSCRIPTION " UA_REVERSE_NAME " ENABLE", 0, NULL, false);
+	ua_xact_end(run->cxt);
+	appendStringInfo(detail, "subscription %s enabled here", UA_REVERSE_NAME);
 }
 
 /* reverse round trip: a marker written on the peer arrives here. */
@@ -721,7 +993,7 @@ ua_step_unfence_peer(UaRun *run, StringInfo detail)
 }
 
 const UaStepFn ua_cutover_step_fns[UA_NSTEPS] = {
-	ua_step_checks, ua_step_lag, ua_step_fence, ua_step_drain, ua_step_marker,
+	ua_step_checks, ua_step_lag, ua_step_prepare, ua_step_fence, ua_step_drain, ua_step_marker,
 	ua_step_wait, ua_step_sequences, ua_step_reverse, ua_step_reverse_rt,
 	ua_step_unfence_peer
 };

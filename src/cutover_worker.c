@@ -235,6 +235,10 @@ ua_would_do(UaRun *run, int i)
 {
 	switch (i)
 	{
+		case UA_ST_PREPARE:
+			return run->reverse ?
+				"plan the peer's sequences and move them forward; create publication " UA_REVERSE_NAME " on the peer and subscription " UA_REVERSE_NAME " here, disabled and without a slot" :
+				"plan the peer's sequences and move them forward";
 		case UA_ST_FENCE:
 			return "fence this cluster";
 		case UA_ST_DRAIN:
@@ -249,7 +253,7 @@ ua_would_do(UaRun *run, int i)
 							run->margin);
 		case UA_ST_REVERSE:
 			return run->reverse ?
-				"create publication " UA_REVERSE_NAME " and a slot on the peer, subscription " UA_REVERSE_NAME " here without copy" :
+				"create the reverse slot on the peer and enable subscription " UA_REVERSE_NAME " here" :
 				"nothing (reverse => false)";
 		case UA_ST_REVERSE_RT:
 			return run->reverse ? "write a marker on the peer and wait for it here" :

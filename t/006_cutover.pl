@@ -30,7 +30,7 @@ use Test::More;
 use UATest;
 
 my @STEPS = (
-	'checks', 'lag check',
+	'checks', 'lag check', 'prepare',
 	'fence', 'drain',
 	'final marker', 'wait for marker',
 	'sync sequences', 'reverse replication',
@@ -426,6 +426,7 @@ my $n = 0;
 for my $case (
 	[ 'checks', 'checks' ],
 	[ 'lag check', 'lag check' ],
+	[ 'prepare', 'prepare' ],
 	[ 'fence', 'wait for marker' ],
 	[ 'drain', 'wait for marker' ],
 	[ 'final marker', 'wait for marker' ],
