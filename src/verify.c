@@ -317,7 +317,7 @@ ua_verify_range_sql(Oid relid, const char *mode, Datum key_columns,
 	initStringInfo(&sql);
 	appendStringInfoString(&sql,
 						   "SELECT pg_catalog.count(*)::pg_catalog.int8,"
-						   " pg_catalog.coalesce(pg_catalog.sum(s.h), 0)::pg_catalog.text");
+						   " COALESCE(pg_catalog.sum(s.h), 0)::pg_catalog.text");
 	if (with_keys)
 		appendStringInfoString(&sql,
 							   ", pg_catalog.array_agg(s.k)::pg_catalog.text,"
