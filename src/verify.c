@@ -44,6 +44,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
@@ -895,6 +896,7 @@ pg_noinline static int
 ua_verify_take_slot(void)
 {
 	int			slot = -1;
+	TransactionId xid = GetTopTransactionId();
 
 	LWLockAcquire(ua_verify->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < UA_VERIFY_MAX_RUNS && slot < 0; i++)
@@ -911,6 +913,9 @@ ua_verify_take_slot(void)
 			slot = i;
 			memset(s, 0, sizeof(UaVerifySlot));
 			s->run_id = -1;
+			/* So that the slot is found stale if this backend dies. */
+			s->launcher_xid = xid;
+			s->pid = -1;
 		}
 	}
 	LWLockRelease(ua_verify->lock);
@@ -944,6 +949,8 @@ verify(PG_FUNCTION_ARGS)
 	List	   *relids;
 	int			slot;
 	volatile int64 run_id = 0;
+	Oid			save_userid;
+	int			save_sec;
 
 	ua_require_preloaded(ua_verify);
 	for (int i = 0; i < 5; i++)
@@ -989,12 +996,20 @@ verify(PG_FUNCTION_ARGS)
 				 errmsg("no table to verify")));
 
 	slot = ua_verify_take_slot();
+	GetUserIdAndSecContext(&save_userid, &save_sec);
 	PG_TRY();
 	{
-		/* The run's bookkeeping passes the fence. */
+		/*
+		 * The run's bookkeeping passes the fence, and is written as the
+		 * bootstrap superuser: a granted role needs no privilege on the
+		 * extension's tables (this code writes only the run's own rows).
+		 */
 		ua_fence_exempt_begin();
+		SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+							   save_sec | SECURITY_LOCAL_USERID_CHANGE);
 		run_id = ua_verify_create_run(peer, relids, chunk_rows, find_keys,
 									  PG_GETARG_INTERVAL_P(4), roleid);
+		SetUserIdAndSecContext(save_userid, save_sec);
 		ua_fence_exempt_end();
 
 		LWLockAcquire(ua_verify->lock, LW_EXCLUSIVE);
@@ -1009,6 +1024,7 @@ verify(PG_FUNCTION_ARGS)
 	}
 	PG_CATCH();
 	{
+		SetUserIdAndSecContext(save_userid, save_sec);
 		ua_fence_exempt_end_all();
 		LWLockAcquire(ua_verify->lock, LW_EXCLUSIVE);
 		if (!ua_verify->slots[slot].attached)
@@ -1037,6 +1053,8 @@ cancel_verify(PG_FUNCTION_ARGS)
 	int			nruns = 0;
 	int			npids = 0;
 	volatile uint64 marked = 0;
+	Oid			save_userid;
+	int			save_sec;
 
 	ua_require_preloaded(ua_verify);
 
@@ -1067,6 +1085,10 @@ cancel_verify(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	ua_fence_exempt_begin();
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	/* As in verify(): the run's row is written as the bootstrap superuser. */
+	SetUserIdAndSecContext(BOOTSTRAP_SUPERUSERID,
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
 	PG_TRY();
 	{
 		Datum	   *ids = palloc(sizeof(Datum) * nruns);
@@ -1084,6 +1106,7 @@ cancel_verify(PG_FUNCTION_ARGS)
 	}
 	PG_FINALLY();
 	{
+		SetUserIdAndSecContext(save_userid, save_sec);
 		ua_fence_exempt_end();
 	}
 	PG_END_TRY();
