@@ -80,6 +80,7 @@
 /* GUC variables */
 double		ua_verify_throttle = 3.0;
 int			ua_verify_lock_timeout = 20;
+int			ua_verify_max_lock_time = 50;
 
 /* Shared state; NULL unless the library was preloaded. */
 UaVerifyShared *ua_verify = NULL;
@@ -108,6 +109,13 @@ ua_verify_init(void)
 							"Writers that queue behind the waiting lock wait as long at most.",
 							&ua_verify_lock_timeout,
 							20, 1, 10000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("upgrade_assist.verify_max_lock_time",
+							"How long verify() aims to hold a range's table lock at most.",
+							"A range that held it longer makes the next ones smaller; chunk_rows is the most rows a range has.",
+							&ua_verify_max_lock_time,
+							50, 1, 10000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
 }

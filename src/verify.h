@@ -25,6 +25,8 @@
 #define UA_VERIFY_MAX_CHUNK 1000000
 /* Ranges written before their results are fetched from the peer. */
 #define UA_VERIFY_BATCH 32
+/* Fewest rows per range the adaptation to verify_max_lock_time goes down to. */
+#define UA_VERIFY_MIN_ADAPT 100
 /* A range's lock not granted: tries before the table is given up. */
 #define UA_VERIFY_LOCK_TRIES 200
 
@@ -65,6 +67,7 @@ typedef struct UaVerifySums
 /* GUC variables (verify.c) */
 extern double ua_verify_throttle;
 extern int	ua_verify_lock_timeout;
+extern int	ua_verify_max_lock_time;
 
 /* verify.c */
 extern UaVerifyShared *ua_verify;

@@ -90,6 +90,8 @@ typedef struct UaVerifyTable
 	double		max_lock_ms;
 	bool		not_comparable;
 	char	   *note;
+	int			chunk;			/* rows of the next range (adapted) */
+	MemoryContext cxt;			/* lives as long as the table's turn */
 } UaVerifyTable;
 
 /* The run, as its row says. */
@@ -411,7 +413,7 @@ ua_verify_write_range(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
 		if (strcmp(r->mode, UA_VERIFY_MODE_RANGE) == 0)
 		{
 			Oid			types[2] = {TEXTARRAYOID, INT8OID};
-			Datum		values[2] = {r->key_from, Int64GetDatum(run->chunk_rows - 1)};
+			Datum		values[2] = {r->key_from, Int64GetDatum(t->chunk - 1)};
 			char		nulls[2] = {r->key_from ? ' ' : 'n', ' '};
 
 			sql = ua_verify_bound_sql(t->relid, t->key_columns, r->key_from != (Datum) 0);
@@ -574,7 +576,7 @@ ua_verify_fetch(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *pending,
 		if (error)
 		{
 			t->not_comparable = true;
-			t->note = MemoryContextStrdup(cxt, error);
+			t->note = MemoryContextStrdup(t->cxt, error);
 			ua_verify_add_diff(run, t, "not comparable", r, 0, false, error);
 			break;
 		}
@@ -635,6 +637,22 @@ ua_verify_throttle_pause(double lock_ms, bool waiters)
 }
 
 /*
+ * ua_verify_adapt_chunk
+ *		Keep a range's hold of its lock near verify_max_lock_time: after a
+ *		range that held it longer, the next ranges have half as many rows
+ *		(down to UA_VERIFY_MIN_ADAPT); after one that held it less than a
+ *		quarter of that, twice as many again (up to the run's chunk_rows).
+ */
+static void
+ua_verify_adapt_chunk(UaVerifyRun *run, UaVerifyTable *t, double lock_ms)
+{
+	if (lock_ms > ua_verify_max_lock_time)
+		t->chunk = Max(t->chunk / 2, Min(UA_VERIFY_MIN_ADAPT, run->chunk_rows));
+	else if (lock_ms < ua_verify_max_lock_time / 4.0 && t->chunk < run->chunk_rows)
+		t->chunk = (int) Min((int64) t->chunk * 2, (int64) run->chunk_rows);
+}
+
+/*
  * ua_verify_write_retrying
  *		ua_verify_write_range until the lock is granted, pausing a little
  *		longer after each refusal; throws 55P03 after UA_VERIFY_LOCK_TRIES.
@@ -665,6 +683,7 @@ ua_verify_write_retrying(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
 		if (w != UA_VW_LOCK_REFUSED)
 		{
 			t->max_lock_ms = Max(t->max_lock_ms, lock_ms);
+			ua_verify_adapt_chunk(run, t, lock_ms);
 			ua_verify_throttle_pause(lock_ms, waiters);
 			return w == UA_VW_WRITTEN;
 		}
@@ -738,6 +757,12 @@ ua_verify_one_table(UaVerifyRun *run, UaVerifyTable *t, MemoryContext cxt)
 	int			npending = 0;
 	Datum		from = (Datum) 0;
 	bool		last = false;
+	MemoryContext batchcxt;
+
+	t->cxt = cxt;
+	t->chunk = run->chunk_rows;
+	batchcxt = AllocSetContextCreate(cxt, "upgrade_assist verify batch",
+									 ALLOCSET_DEFAULT_SIZES);
 
 	ua_verify_set_table(run, t, "running");
 	if (!ua_verify_describe(run, t, cxt))
@@ -756,14 +781,14 @@ ua_verify_one_table(UaVerifyRun *run, UaVerifyTable *t, MemoryContext cxt)
 		r->mode = t->key_columns ? UA_VERIFY_MODE_RANGE : UA_VERIFY_MODE_WHOLE;
 		r->key_from = from;
 		r->range_no = run->next_range++;
-		if (!ua_verify_write_retrying(run, t, r, cxt))
+		if (!ua_verify_write_retrying(run, t, r, batchcxt))
 		{
 			char	   *note = psprintf("no primary key, and more than %d rows: "
 										"compared only as a whole, under one lock, up to chunk_rows rows",
 										run->chunk_rows);
 
 			t->not_comparable = true;
-			t->note = note;
+			t->note = MemoryContextStrdup(cxt, note);
 			ua_verify_add_diff(run, t, "not comparable", NULL, 0, false, note);
 			break;
 		}
@@ -772,8 +797,16 @@ ua_verify_one_table(UaVerifyRun *run, UaVerifyTable *t, MemoryContext cxt)
 		from = r->key_to;
 		if (npending == UA_VERIFY_BATCH || last)
 		{
-			ua_verify_fetch(run, t, pending, npending, cxt);
+			MemoryContext old;
+
+			ua_verify_fetch(run, t, pending, npending, batchcxt);
 			npending = 0;
+			/* Only the next range's lower bound outlives the batch. */
+			old = MemoryContextSwitchTo(cxt);
+			if (from != (Datum) 0)
+				from = datumCopy(from, false, -1);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(batchcxt);
 			if (!last && !t->not_comparable)
 				ua_verify_set_table(run, t, "running");
 		}

@@ -185,6 +185,14 @@ INSERT INTO public.accounts VALUES (20001, 21, 0, 'added there');
 UPDATE public.keyed SET b = '\x00' WHERE k2 = 250;
 UPDATE public.nopk SET b = 'changed' WHERE b = 'v10';
 });
+# Fixed range bounds (chunk_rows each) for the expected output below: no
+# adaptation to the lock time on a slow machine.
+$old->safe_psql('postgres',
+	q{ALTER SYSTEM SET upgrade_assist.verify_max_lock_time = '10s'});
+$old->reload;
+$old->poll_query_until('postgres',
+	q{SELECT setting = '10000' FROM pg_settings WHERE name = 'upgrade_assist.verify_max_lock_time'})
+  or die 'setting not reloaded';
 my $run = $old->safe_psql('postgres',
 	q{SELECT upgrade_assist.verify('new_side',
 	    '{public.accounts, public.keyed, public.nopk}', chunk_rows => 1500)});
