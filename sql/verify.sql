@@ -13,6 +13,7 @@ CREATE VIEW verify_v AS SELECT 1 AS one;
 
 SHOW upgrade_assist.verify_throttle;
 SHOW upgrade_assist.verify_lock_timeout;
+SHOW upgrade_assist.verify_max_lock_time;
 
 \set VERBOSITY sqlstate
 SELECT upgrade_assist.verify(NULL);
