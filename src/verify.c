@@ -78,7 +78,7 @@
 #include "verify.h"
 
 /* GUC variables */
-double		ua_verify_throttle = 3.0;
+double		ua_verify_throttle = 5.0;
 int			ua_verify_lock_timeout = 20;
 int			ua_verify_max_lock_time = 50;
 
@@ -101,7 +101,7 @@ ua_verify_init(void)
 							 "How long verify() pauses after a range that made writers wait, as a multiple of the time it held the lock.",
 							 "0 never pauses.  Ranges that made no one wait are not throttled.",
 							 &ua_verify_throttle,
-							 3.0, 0.0, 100.0,
+							 5.0, 0.0, 100.0,
 							 PGC_SIGHUP, 0,
 							 NULL, NULL, NULL);
 	DefineCustomIntVariable("upgrade_assist.verify_lock_timeout",
