@@ -908,3 +908,231 @@ REVOKE ALL ON FUNCTION upgrade_assist.cutover_progress_rows() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION upgrade_assist.cutover_progress_rows() TO pg_monitor;
 REVOKE ALL ON upgrade_assist.cutover_progress FROM PUBLIC;
 GRANT SELECT ON upgrade_assist.cutover_progress TO pg_monitor;
+
+-- ---------------------------------------------------------------------------
+-- Verification (run on the primary): verify(peer) compares every replicated
+-- table with the peer range by range, each range on both sides at the same
+-- position of the replication stream.  See docs/verify.md.
+--   verify_range: one row per range.  The primary inserts it, alone in its
+--     transaction, while it holds the table in SHARE mode, with its own
+--     count and checksum; replication carries it in commit order to the
+--     peer, whose replica trigger verify_range_apply computes the peer's
+--     count and checksum of the same range into the row as it is applied.
+--     A row of this cluster's origin that comes back (reverse direction)
+--     is skipped.
+--   verify_run, verify_table, verify_diff: the run's bookkeeping, kept on
+--     the cluster that ran it (the replica trigger drops them elsewhere).
+-- ---------------------------------------------------------------------------
+CREATE TABLE upgrade_assist.verify_range (
+    origin       bigint      NOT NULL,
+    run_id       bigint      NOT NULL,
+    range_no     bigint      NOT NULL,
+    schemaname   text        NOT NULL,
+    relname      text        NOT NULL,
+    mode         text        NOT NULL,
+    key_columns  text[],
+    columns      text[]      NOT NULL,
+    key_from     text[],
+    key_to       text[],
+    row_limit    bigint,
+    rows_here    bigint      NOT NULL,
+    sum_here     numeric     NOT NULL,
+    keys_here    text[],
+    hashes_here  bigint[],
+    lock_ms      float8      NOT NULL,
+    written_at   timestamptz NOT NULL,
+    rows_there   bigint,
+    sum_there    numeric,
+    keys_there   text[],
+    hashes_there bigint[],
+    error_there  text,
+    computed_at  timestamptz,
+    computed_ms  float8,
+    PRIMARY KEY (origin, run_id, range_no),
+    CONSTRAINT verify_range_mode_check CHECK (mode IN ('range', 'keys', 'whole'))
+);
+COMMENT ON TABLE upgrade_assist.verify_range IS
+    'one row per range verified; replicate it with the user tables, by the same subscription';
+
+CREATE FUNCTION upgrade_assist.verify_range_apply()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'verify_range_apply'
+LANGUAGE C;
+
+CREATE TRIGGER verify_range_apply
+    BEFORE INSERT ON upgrade_assist.verify_range
+    FOR EACH ROW EXECUTE FUNCTION upgrade_assist.verify_range_apply();
+ALTER TABLE upgrade_assist.verify_range ENABLE REPLICA TRIGGER verify_range_apply;
+
+CREATE TABLE upgrade_assist.verify_run (
+    run_id      bigint      PRIMARY KEY,
+    origin      bigint      NOT NULL,
+    peer        text        NOT NULL,
+    chunk_rows  integer     NOT NULL,
+    find_keys   boolean     NOT NULL,
+    timeout     interval    NOT NULL,
+    started_by  name        NOT NULL,
+    started_at  timestamptz NOT NULL,
+    ended_at    timestamptz,
+    state       text        NOT NULL DEFAULT 'running',
+    note        text,
+    CONSTRAINT verify_run_state_check
+        CHECK (state IN ('running', 'done', 'cancelled', 'failed', 'interrupted'))
+);
+
+CREATE TABLE upgrade_assist.verify_table (
+    run_id        bigint  NOT NULL REFERENCES upgrade_assist.verify_run ON DELETE CASCADE,
+    ord           integer NOT NULL,
+    relid         oid     NOT NULL,
+    schemaname    text    NOT NULL,
+    relname       text    NOT NULL,
+    rows_total    bigint  NOT NULL,
+    rows_done     bigint  NOT NULL DEFAULT 0,
+    ranges_done   bigint  NOT NULL DEFAULT 0,
+    ranges_differ bigint  NOT NULL DEFAULT 0,
+    max_lock_ms   float8,
+    state         text    NOT NULL DEFAULT 'pending',
+    note          text,
+    started_at    timestamptz,
+    ended_at      timestamptz,
+    PRIMARY KEY (run_id, relid),
+    CONSTRAINT verify_table_state_check
+        CHECK (state IN ('pending', 'running', 'same', 'different',
+                         'not comparable', 'cancelled'))
+);
+
+CREATE TABLE upgrade_assist.verify_diff (
+    run_id      bigint NOT NULL REFERENCES upgrade_assist.verify_run ON DELETE CASCADE,
+    schemaname  text   NOT NULL,
+    relname     text   NOT NULL,
+    range_no    bigint,
+    kind        text   NOT NULL,
+    key_from    text[],
+    key_to      text[],
+    rows_here   bigint,
+    rows_there  bigint,
+    key         text,
+    detail      text,
+    CONSTRAINT verify_diff_kind_check
+        CHECK (kind IN ('range', 'changed', 'missing here', 'missing there',
+                        'not comparable'))
+);
+CREATE INDEX ON upgrade_assist.verify_diff (run_id);
+
+CREATE FUNCTION upgrade_assist.verify_keep_local()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER keep_local
+    BEFORE INSERT OR UPDATE OR DELETE ON upgrade_assist.verify_run
+    FOR EACH ROW EXECUTE FUNCTION upgrade_assist.verify_keep_local();
+ALTER TABLE upgrade_assist.verify_run ENABLE REPLICA TRIGGER keep_local;
+CREATE TRIGGER keep_local
+    BEFORE INSERT OR UPDATE OR DELETE ON upgrade_assist.verify_table
+    FOR EACH ROW EXECUTE FUNCTION upgrade_assist.verify_keep_local();
+ALTER TABLE upgrade_assist.verify_table ENABLE REPLICA TRIGGER keep_local;
+CREATE TRIGGER keep_local
+    BEFORE INSERT OR UPDATE OR DELETE ON upgrade_assist.verify_diff
+    FOR EACH ROW EXECUTE FUNCTION upgrade_assist.verify_keep_local();
+ALTER TABLE upgrade_assist.verify_diff ENABLE REPLICA TRIGGER keep_local;
+
+CREATE FUNCTION upgrade_assist.verify(
+    peer text,
+    tables regclass[] DEFAULT NULL,
+    chunk_rows integer DEFAULT 10000,
+    find_keys boolean DEFAULT true,
+    timeout interval DEFAULT '60s')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'verify'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION upgrade_assist.cancel_verify(run bigint DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'cancel_verify'
+LANGUAGE C VOLATILE;
+
+CREATE FUNCTION upgrade_assist.verify_workers(
+    OUT run_id bigint,
+    OUT pid integer,
+    OUT relid oid,
+    OUT rows_done bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'verify_workers'
+LANGUAGE C VOLATILE;
+
+-- One row per run of this cluster, newest first.  rows_done counts the
+-- finished tables' rows and, for the table being verified, the rows of
+-- its ranges compared so far.
+CREATE VIEW upgrade_assist.verify_progress AS
+SELECT r.run_id, r.peer, r.state,
+       (SELECT w.pid FROM upgrade_assist.verify_workers() w
+         WHERE w.run_id = r.run_id) AS pid,
+       (SELECT format('%I.%I', t.schemaname, t.relname)
+          FROM upgrade_assist.verify_table t
+         WHERE t.run_id = r.run_id AND t.state = 'running' LIMIT 1) AS current_table,
+       t.tables_total, t.tables_done, t.tables_different,
+       t.tables_not_comparable, t.ranges_done, t.ranges_different,
+       t.rows_total, t.rows_done,
+       round(t.rows_done / nullif(extract(epoch FROM e.elapsed), 0)) AS rows_per_second,
+       e.elapsed,
+       CASE WHEN r.state = 'running' AND t.rows_done > 0
+            THEN e.elapsed * (greatest(t.rows_total - t.rows_done, 0)::float8 / t.rows_done)
+       END AS estimated_left,
+       t.max_lock_ms,
+       r.started_at, r.ended_at, r.note
+  FROM upgrade_assist.verify_run r
+  CROSS JOIN LATERAL (
+    SELECT count(*) AS tables_total,
+           count(*) FILTER (WHERE state NOT IN ('pending', 'running')) AS tables_done,
+           count(*) FILTER (WHERE state = 'different') AS tables_different,
+           count(*) FILTER (WHERE state = 'not comparable') AS tables_not_comparable,
+           coalesce(sum(ranges_done), 0) AS ranges_done,
+           coalesce(sum(ranges_differ), 0) AS ranges_different,
+           coalesce(sum(rows_total), 0) AS rows_total,
+           coalesce(sum(rows_done), 0) AS rows_done,
+           max(max_lock_ms) AS max_lock_ms
+      FROM upgrade_assist.verify_table t WHERE t.run_id = r.run_id) t
+  CROSS JOIN LATERAL (
+    SELECT coalesce(r.ended_at, now()) - r.started_at AS elapsed) e
+ ORDER BY r.run_id DESC;
+
+-- The differences one run found (the latest of this cluster by default):
+-- a differing range (kind 'range', its bounds and both counts), and with
+-- find_keys each key found by comparing that range row by row ('changed',
+-- 'missing here', 'missing there'); a table that could not be compared
+-- ('not comparable', detail says why).
+CREATE FUNCTION upgrade_assist.verify_result(run bigint DEFAULT NULL)
+RETURNS TABLE (run_id bigint, table_name text, kind text, range_no bigint,
+               key_from text[], key_to text[], rows_here bigint,
+               rows_there bigint, key text, detail text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT d.run_id, format('%I.%I', d.schemaname, d.relname), d.kind,
+           d.range_no, d.key_from, d.key_to, d.rows_here, d.rows_there,
+           d.key, d.detail
+      FROM upgrade_assist.verify_diff d
+     WHERE d.run_id = coalesce(run, (SELECT max(r.run_id) FROM upgrade_assist.verify_run r))
+     ORDER BY d.schemaname, d.relname, d.range_no NULLS FIRST, d.kind, d.key
+$$;
+
+REVOKE ALL ON FUNCTION upgrade_assist.verify(text, regclass[], integer, boolean, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.cancel_verify(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.verify_range_apply() FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.verify_keep_local() FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.verify_workers() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION upgrade_assist.verify_workers() TO pg_monitor;
+REVOKE ALL ON FUNCTION upgrade_assist.verify_result(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION upgrade_assist.verify_result(bigint) TO pg_monitor;
+REVOKE ALL ON upgrade_assist.verify_range, upgrade_assist.verify_run,
+    upgrade_assist.verify_table, upgrade_assist.verify_diff FROM PUBLIC;
+GRANT SELECT ON upgrade_assist.verify_range, upgrade_assist.verify_run,
+    upgrade_assist.verify_table, upgrade_assist.verify_diff TO pg_monitor;
+REVOKE ALL ON upgrade_assist.verify_progress FROM PUBLIC;
+GRANT SELECT ON upgrade_assist.verify_progress TO pg_monitor;

@@ -34,6 +34,7 @@
 #include "marker.h"
 #include "remote.h"
 #include "stats.h"
+#include "verify.h"
 
 PG_MODULE_MAGIC;
 
@@ -56,6 +57,7 @@ ua_request_shmem(void)
 	ua_fence_shmem_request();
 	ua_stats_shmem_request();
 	ua_cutover_shmem_request();
+	ua_verify_shmem_request();
 }
 
 #ifdef UA_HAVE_SHMEM_REQUEST_HOOK
@@ -85,6 +87,7 @@ ua_shmem_startup(void)
 	ua_fence_shmem_startup();
 	ua_stats_shmem_startup();
 	ua_cutover_shmem_startup();
+	ua_verify_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -96,6 +99,7 @@ _PG_init(void)
 	ua_heartbeat_init();
 	ua_fence_init();
 	ua_cutover_init();
+	ua_verify_init();
 	MarkGUCPrefixReserved("upgrade_assist");
 
 	/*
