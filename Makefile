@@ -25,7 +25,8 @@ OBJS = \
 	src/preflight.o \
 	src/cutover.o \
 	src/cutover_worker.o \
-	src/cutover_steps.o
+	src/cutover_steps.o \
+	src/cutover_command.o
 
 EXTENSION = upgrade_assist
 DATA = upgrade_assist--1.0.sql

@@ -628,7 +628,8 @@ CREATE FUNCTION upgrade_assist.cutover(
     timeout interval DEFAULT '60s',
     sequence_margin bigint DEFAULT 0,
     reverse boolean DEFAULT true,
-    dry_run boolean DEFAULT false)
+    dry_run boolean DEFAULT false,
+    disconnect boolean DEFAULT true)
 RETURNS TABLE (step text, status text, started_at timestamptz,
                duration interval, detail text)
 AS 'MODULE_PATHNAME', 'cutover'
@@ -672,7 +673,7 @@ CREATE VIEW upgrade_assist.cutover_progress AS
 
 REVOKE ALL ON upgrade_assist.cutover_history FROM PUBLIC;
 GRANT SELECT ON upgrade_assist.cutover_history TO pg_monitor;
-REVOKE ALL ON FUNCTION upgrade_assist.cutover(text, interval, interval, bigint, boolean, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.cutover(text, interval, interval, bigint, boolean, boolean, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.cutover_resume() FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.cutover_takeover(name) FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.cutover_history_keep_local() FROM PUBLIC;

@@ -67,6 +67,7 @@
 
 #include "compat.h"
 #include "cutover.h"
+#include "cutover_command.h"
 #include "fence.h"
 #include "remote.h"
 #include "util.h"
@@ -164,6 +165,7 @@ ua_cutover_init(void)
 							   "",
 							   PGC_SUSET, 0,
 							   ua_check_pause_before, NULL, NULL);
+	ua_cutover_command_init();
 }
 
 /* An interval of us microseconds. */
@@ -295,9 +297,12 @@ ua_cutover_wait(BackgroundWorkerHandle *handle, bool *reported)
 	ua_report_steps(reported);
 }
 
+/* disconnect is cutover()'s last argument, read only here. */
+#define UA_ARG_DISCONNECT(fcinfo) (PG_NARGS() - 1)
+
 /*
- * cutover(peer, max_lag, timeout, sequence_margin, reverse, dry_run)
- *		returns setof (step, status, started_at, duration, detail)
+ * cutover(peer, max_lag, timeout, sequence_margin, reverse, dry_run,
+ *		   disconnect) returns setof (step, status, started_at, duration, detail)
  *
  *		Start the cutover worker and report its steps.  A failed step is a
  *		row, not an error (with a WARNING); errors: 22004/22023 for bad
@@ -336,6 +341,10 @@ cutover(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("sequence_margin, reverse and dry_run must not be null")));
+	if (PG_ARGISNULL(UA_ARG_DISCONNECT(fcinfo)))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("disconnect must not be null")));
 	margin = PG_GETARG_INT64(3);
 	if (margin < 0)
 		ereport(ERROR,
@@ -381,6 +390,7 @@ cutover(PG_FUNCTION_ARGS)
 	ua_cutover_state->margin = margin;
 	ua_cutover_state->reverse = PG_GETARG_BOOL(4);
 	ua_cutover_state->dry_run = PG_GETARG_BOOL(5);
+	ua_cutover_state->disconnect = PG_GETARG_BOOL(UA_ARG_DISCONNECT(fcinfo));
 	strlcpy(ua_cutover_state->pause_before, ua_cutover_pause_before ? ua_cutover_pause_before : "",
 			sizeof(ua_cutover_state->pause_before));
 	ua_cutover_state->started_at = GetCurrentTimestamp();

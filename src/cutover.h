@@ -82,6 +82,7 @@ typedef struct UaCutoverShared
 	int64		margin;
 	bool		reverse;
 	bool		dry_run;
+	bool		disconnect;		/* end client sessions after the point of no return */
 	char		pause_before[32];
 
 	/* progress */
@@ -112,6 +113,7 @@ typedef struct UaRun
 	int64		margin;
 	bool		reverse;
 	bool		dry_run;
+	bool		disconnect;
 	int64		attempt;
 
 	int			peer_version;
