@@ -63,8 +63,6 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_namespace.h"
 #include "executor/executor.h"
-#include "libpq/auth.h"
-#include "libpq/libpq-be.h"
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "replication/logicalworker.h"
@@ -83,6 +81,14 @@
 
 #include "compat.h"
 #include "fence.h"
+
+/*
+ * ClientAuthentication_hook, declared as libpq/auth.h does: that header pulls
+ * in libpq-be.h, which needs the GSSAPI headers where the server was built
+ * with GSS (Debian's 15).  Port stays opaque here.
+ */
+typedef void (*ua_client_auth_hook_type) (struct Port *port, int status);
+extern PGDLLIMPORT ua_client_auth_hook_type ClientAuthentication_hook;
 
 /* GUC */
 static char *ua_fence_exempt_roles = NULL;
@@ -127,7 +133,7 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static object_access_hook_type prev_object_access = NULL;
 static GucBoolCheckHook prev_check_xact_ro = NULL;
 static GucBoolCheckHook prev_check_default_ro = NULL;
-static ClientAuthentication_hook_type prev_client_auth = NULL;
+static ua_client_auth_hook_type prev_client_auth = NULL;
 
 static bool ua_fence_session_exempt_for_good(void);
 static void ua_report_look(void);
@@ -521,7 +527,7 @@ ua_report_look(void)
  *		(walsenders are never fenced), for ua_report_at_startup.
  */
 static void
-ua_client_authentication(Port *port, int status)
+ua_client_authentication(struct Port *port, int status)
 {
 	if (prev_client_auth)
 		prev_client_auth(port, status);
