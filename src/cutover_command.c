@@ -25,6 +25,11 @@
  * the new primary (fence_hooks.c makes this fenced cluster report
  * default_transaction_read_only = on to those reconnects).
  *
+ * The heartbeat follows the cutover: after success, this database's
+ * heartbeat toward the peer is started on the peer toward this cluster (as
+ * the role that ran it here, every the same interval), through the peer's
+ * foreign server that names this cluster, and stopped here.
+ *
  * State: none shared; the settings only.
  *
  * IDENTIFICATION
@@ -40,6 +45,7 @@
 #include <unistd.h>
 
 #include "access/xact.h"
+#include "commands/dbcommands.h"
 #include "commands/defrem.h"
 #include "executor/spi.h"
 #include "foreign/foreign.h"
@@ -55,14 +61,17 @@
 #include "utils/timestamp.h"
 #include "utils/varlena.h"
 
+#include "cutover.h"
 #include "cutover_command.h"
 #include "fence.h"
+#include "heartbeat.h"
 #include "util.h"
 
 /* GUCs */
 static char *ua_cutover_command = NULL;
 static int	ua_cutover_command_timeout_ms = 30000;
 static char *ua_cutover_keep_roles = NULL;
+static char *ua_cutover_heartbeat_server = NULL;
 
 /* Longest output line logged as one message; longer ones are split. */
 #define UA_CMD_LINE_MAX 1000
@@ -121,6 +130,13 @@ ua_cutover_command_init(void)
 							   "",
 							   PGC_SIGHUP, GUC_LIST_INPUT,
 							   ua_check_keep_roles, NULL, NULL);
+	DefineCustomStringVariable("upgrade_assist.cutover_heartbeat_server",
+							   "The peer's foreign server that names this cluster, for the heartbeat after a cutover.",
+							   "Empty: the peer's upgrade_assist server whose port and dbname options are this cluster's port and database.",
+							   &ua_cutover_heartbeat_server,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
 }
 
 /* ---------------------------------------------------------------------------
@@ -528,4 +544,109 @@ ua_cutover_disconnect_clients(int keep_pid, StringInfo detail)
 	appendStringInfo(detail, "ended %d client session(s), kept %d (fence_exempt_roles, cutover_keep_roles)",
 					 ended, kept);
 	return ended;
+}
+
+/* ---------------------------------------------------------------------------
+ * The heartbeat follows the cutover
+ * ---------------------------------------------------------------------------
+ */
+
+/*
+ * ua_cutover_heartbeat_follow
+ *		After a successful cutover toward run->peer: move this database's
+ *		heartbeat toward that peer to the peer (see the file header), noting
+ *		what happened, or why not, in notes.  The peer's server is
+ *		upgrade_assist.cutover_heartbeat_server when set, else the one
+ *		upgrade_assist server there whose port option is this cluster's port
+ *		(5432 when the option is absent) and whose dbname option is this
+ *		database (a server without dbname does not match); host is not
+ *		compared, a cluster has many names.  Throws the peer's errors; the
+ *		caller notes them.  Needs no transaction (opens its own ones).
+ */
+void
+ua_cutover_heartbeat_follow(UaRun *run, StringInfo notes)
+{
+	bool		found = false;
+	Oid			owner = InvalidOid;
+	int64		every_ms = 0;
+	char	   *owner_name;
+	char	   *dbname;
+	const char *port;
+	const char *vals[3];
+	char		every[32];
+	char	   *server;
+	PGresult   *res;
+
+	LWLockAcquire(ua_hb_shared->lock, LW_SHARED);
+	for (int i = 0; i < UA_HB_MAX_DATABASES; i++)
+	{
+		UaHeartbeat *slot = &ua_hb_shared->dbs[i];
+
+		if (slot->dboid == MyDatabaseId && slot->configured && slot->enabled &&
+			strcmp(slot->peer, run->peer) == 0)
+		{
+			found = true;
+			owner = slot->owner;
+			every_ms = slot->every_ms;
+		}
+	}
+	LWLockRelease(ua_hb_shared->lock);
+	if (!found)
+		return;
+
+	StartTransactionCommand();
+	owner_name = MemoryContextStrdup(run->cxt, GetUserNameFromId(owner, false));
+	dbname = MemoryContextStrdup(run->cxt, get_database_name(MyDatabaseId));
+	port = MemoryContextStrdup(run->cxt, GetConfigOption("port", false, false));
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(run->cxt);
+
+	/* The peer's server that names this cluster. */
+	vals[0] = port;
+	vals[1] = dbname;
+	vals[2] = ua_cutover_heartbeat_server ? ua_cutover_heartbeat_server : "";
+	res = ua_cutover_remote(run,
+							"SELECT s.srvname::text FROM pg_catalog.pg_foreign_server s"
+							"  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw"
+							" WHERE w.fdwname = 'upgrade_assist'"
+							"   AND CASE WHEN $3 <> '' THEN s.srvname = $3 ELSE"
+							"       coalesce((SELECT option_value FROM pg_catalog.pg_options_to_table(s.srvoptions)"
+							"                  WHERE option_name = 'port'), '5432') = $1"
+							"   AND (SELECT option_value FROM pg_catalog.pg_options_to_table(s.srvoptions)"
+							"         WHERE option_name = 'dbname') = $2 END"
+							" ORDER BY 1",
+							3, vals);
+	if (PQntuples(res) != 1)
+	{
+		appendStringInfo(notes, "%sheartbeat NOT moved: %s", notes->len ? "; " : "",
+						 vals[2][0] ?
+						 psprintf("the peer has no upgrade_assist server \"%s\" (upgrade_assist.cutover_heartbeat_server)", vals[2]) :
+						 psprintf("%d upgrade_assist servers on the peer name port %s and dbname %s, not one; "
+								  "set upgrade_assist.cutover_heartbeat_server", PQntuples(res), port, dbname));
+		PQclear(res);
+		return;
+	}
+	server = pstrdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+
+	/* Started there as the role that ran it here, then stopped here. */
+	snprintf(every, sizeof(every), INT64_FORMAT " ms", every_ms);
+	vals[0] = server;
+	vals[1] = every;
+	PQclear(ua_cutover_remote(run, psprintf("SET ROLE %s", quote_identifier(owner_name)), 0, NULL));
+	PG_TRY();
+	{
+		PQclear(ua_cutover_remote(run, "SELECT upgrade_assist.heartbeat_start($1, $2::interval)",
+								  2, vals));
+	}
+	PG_FINALLY();
+	{
+		PQclear(ua_cutover_remote(run, "RESET ROLE", 0, NULL));
+	}
+	PG_END_TRY();
+	ua_xact_begin(NULL);
+	ua_spi_exec("SELECT upgrade_assist.heartbeat_stop()", 0, NULL, false);
+	ua_xact_end(run->cxt);
+	appendStringInfo(notes, "%sheartbeat moved to the peer (server %s there, every %s, as role %s), stopped here",
+					 notes->len ? "; " : "", server, every, owner_name);
 }

@@ -4,7 +4,8 @@
  *	  Moving the clients with the cutover (cutover_command.c): the switch
  *	  command upgrade_assist.cutover_command that the cutover worker runs
  *	  at named moments, and the disconnect of this cluster's client
- *	  sessions after the point of no return.
+ *	  sessions after the point of no return, and the heartbeat that follows
+ *	  the cutover.
  *
  * IDENTIFICATION
  *	  src/cutover_command.h
@@ -49,5 +50,14 @@ extern bool ua_cutover_command_run(const char *moment, int64 attempt,
  *		signal and writes a summary to detail.  Needs a transaction.
  */
 extern int	ua_cutover_disconnect_clients(int keep_pid, StringInfo detail);
+
+/*
+ * ua_cutover_heartbeat_follow
+ *		After a successful cutover: this database's heartbeat toward the peer
+ *		moves to the peer, toward this cluster (cutover_command.c); what
+ *		happened, or why not, goes to notes.  Throws the peer's errors.
+ */
+struct UaRun;
+extern void ua_cutover_heartbeat_follow(struct UaRun *run, StringInfo notes);
 
 #endif							/* UA_CUTOVER_COMMAND_H */

@@ -714,8 +714,9 @@ ua_cutover_clients_moment(UaRun *run, const char *moment, StringInfo notes)
  * ua_cutover_clients_after_ponr
  *		Right after the point of no return: end this cluster's client
  *		sessions (disconnect => true; the caller of cutover() is kept), so
- *		that they reconnect and find the new primary, then run the switch
- *		command's 'peer writable'.  Failures are noted, never thrown.
+ *		that they reconnect and find the new primary, run the switch
+ *		command's 'peer writable', and move the heartbeat to the peer.
+ *		Failures are noted, never thrown.
  */
 static void
 ua_cutover_clients_after_ponr(UaRun *run, StringInfo notes)
@@ -750,4 +751,19 @@ ua_cutover_clients_after_ponr(UaRun *run, StringInfo notes)
 		RESUME_CANCEL_INTERRUPTS();
 	}
 	ua_cutover_clients_moment(run, UA_MOMENT_PEER_WRITABLE, notes);
+
+	/* The heartbeat follows: it runs on the new primary from now on. */
+	HOLD_CANCEL_INTERRUPTS();
+	PG_TRY();
+	{
+		ua_cutover_heartbeat_follow(run, notes);
+	}
+	PG_CATCH();
+	{
+		appendStringInfo(notes, "%sFAILED to move the heartbeat to the peer: %s",
+						 notes->len ? "; " : "", ua_recover_from_error(cxt)->message);
+	}
+	PG_END_TRY();
+	QueryCancelPending = false;
+	RESUME_CANCEL_INTERRUPTS();
 }
