@@ -22,7 +22,8 @@
 # started here on a free loopback port, switched by scripts/pgbouncer_switch
 # as upgrade_assist.cutover_command) see not one failed transaction.  After
 # the cutover the old primary has ended its client sessions but those of
-# upgrade_assist.cutover_keep_roles.
+# upgrade_assist.cutover_keep_roles, and the heartbeat has moved with the
+# primary (and back with the rollback).
 
 use strict;
 use warnings;
@@ -53,7 +54,9 @@ my ($old_port, $new_port) = ($old->port, $new->port);
 # (on both: the subscription does not carry roles).
 for my $node ($old, $new)
 {
+	# new is fenced: this session writes through the fence.
 	$node->safe_psql('postgres', q{
+SELECT upgrade_assist.fence_exempt_session();
 CREATE ROLE ua_exempt LOGIN;
 CREATE ROLE ua_keeper LOGIN;
 ALTER SYSTEM SET upgrade_assist.fence_exempt_roles = 'ua_exempt';
@@ -70,7 +73,9 @@ sub set_command
 	my ($node, $command) = @_;
 	(my $literal = $command) =~ s/'/''/g;
 	$node->safe_psql('postgres',
-		"ALTER SYSTEM SET upgrade_assist.cutover_command = '$literal'; SELECT pg_reload_conf();");
+		"SELECT upgrade_assist.fence_exempt_session();\n"
+		  . "ALTER SYSTEM SET upgrade_assist.cutover_command = '$literal';\n"
+		  . 'SELECT pg_reload_conf();');
 	$node->poll_query_until('postgres',
 		"SELECT current_setting('upgrade_assist.cutover_command') = '$literal'")
 	  or die 'cutover_command not reloaded on ' . $node->name;
@@ -202,24 +207,45 @@ set_command($_, $command) for ($old, $new);
 # ===========================================================================
 my $mh = UATest::start_conninfo_writers(
 	conninfo => $multihost,
+	prefix => 'mh',
 	writers => 2,
 	max_inserts => 2000,
-	max_seconds => 60);
+	max_seconds => 150);
 my $pb = UATest::start_conninfo_writers(
 	conninfo => "host=127.0.0.1 port=$pgb_port dbname=app user=$UATest::ADMIN_USER",
+	prefix => 'pb',
 	writers => 2,
 	max_inserts => 2000,
-	max_seconds => 60);
+	max_seconds => 150);
 
-# Rows written on node's side (port) by the writers of prefix (c1., c2.).
+# A query: how many rows committed on port were written by writers whose
+# tags start with prefix ('mh', 'pb'; all writers when undef).
 sub rows_on
 {
-	my ($node, $port) = @_;
-	return 'SELECT ' . UATest::ledger_count_sql($port);
+	my ($node, $port, $prefix) = @_;
+	my $sql = 'SELECT ' . UATest::ledger_count_sql($port);
+	$sql =~ s/side = '$port'/side = '$port' AND tag LIKE '$prefix%'/g if defined $prefix;
+	return $sql;
 }
 
-ok($old->poll_query_until('postgres', rows_on($old, $old_port) . ' >= 100'),
-	'writers commit on old');
+# Wait until both kinds of writer have n more rows on node (port) than before.
+sub both_kinds_write
+{
+	my ($node, $port, $n, $what) = @_;
+	for my $prefix ('mh', 'pb')
+	{
+		my $before = sql_on($node, rows_on($node, $port, $prefix));
+		ok( $node->poll_query_until('postgres',
+				rows_on($node, $port, $prefix) . ' >= ' . ($before + $n)),
+			"$what ($prefix writers)");
+	}
+	return;
+}
+
+both_kinds_write($old, $old_port, 10, 'writers commit on old');
+
+# The heartbeat runs on old toward new; the cutover moves it.
+sql_on($old, q{SELECT upgrade_assist.heartbeat_start('new_side', '100ms')});
 
 my $victim = $old->background_psql('postgres', on_error_stop => 0);
 my $keeper = $old->background_psql('postgres', on_error_stop => 0,
@@ -236,6 +262,13 @@ like($steps->{cleanup}{detail}, qr/ended \d+ client session\(s\)/,
 unlike($steps->{cleanup}{detail}, qr/FAILED/, 'cutover: the switch command succeeded')
   or diag($steps->{cleanup}{detail});
 is(fenced($old) . fenced($new), 'tf', 'cutover: old fenced, new writable');
+like($steps->{cleanup}{detail}, qr/heartbeat moved to the peer \(server old_side there, every 100 ms/,
+	'cutover: the heartbeat moved to new, toward old_side');
+ok( $new->poll_query_until('postgres',
+		q{SELECT state = 'in sync' FROM upgrade_assist.sync_status WHERE peer = 'old_side'}),
+	'cutover: the heartbeat on new is in sync with old');
+is(sql_on($old, q{SELECT string_agg(peer || ' ' || state, ',') FROM upgrade_assist.sync_status}),
+	'new_side stopped', 'cutover: the heartbeat on old is stopped');
 ok( $old->poll_query_until('postgres',
 		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $victim_pid"),
 	'cutover: a session on old is ended');
@@ -250,8 +283,7 @@ my $early_id = $early->query_safe(
 like($early_id, qr/^\d+$/, 'cutover: and writes from its next transaction');
 $early->quit;
 
-ok( $new->poll_query_until('postgres', rows_on($new, $new_port) . ' >= 100'),
-	'writers commit on new after the cutover');
+both_kinds_write($new, $new_port, 10, 'writers commit on new after the cutover');
 my @server_ports = map { (split /\|/)[5] } grep { (split /\|/)[2] eq 'app' } split /\n/,
   `$psql -X -A -t -d "$pgb_admin" -c "SHOW SERVERS"`;
 ok(@server_ports > 0, 'pgbouncer: server connections for app exist');
@@ -265,9 +297,12 @@ is($steps->{'unfence peer'}{status}, 'done', 'rollback: past the point of no ret
 unlike($steps->{cleanup}{detail}, qr/FAILED/, 'rollback: the switch command succeeded')
   or diag($steps->{cleanup}{detail});
 is(fenced($old) . fenced($new), 'ft', 'rollback: old writable, new fenced');
-my $on_old = sql_on($old, rows_on($old, $old_port));
-ok( $old->poll_query_until('postgres', rows_on($old, $old_port) . ' >= ' . ($on_old + 100)),
-	'writers are back on old after the rollback');
+like($steps->{cleanup}{detail}, qr/heartbeat moved to the peer \(server new_side there/,
+	'rollback: the heartbeat moved back to old');
+ok( $old->poll_query_until('postgres',
+		q{SELECT state = 'in sync' FROM upgrade_assist.sync_status WHERE peer = 'new_side'}),
+	'rollback: the heartbeat on old is in sync with new again');
+both_kinds_write($old, $old_port, 10, 'writers are back on old after the rollback');
 
 my $l_mh = UATest::stop_writers($mh);
 my $l_pb = UATest::stop_writers($pb);

@@ -882,7 +882,7 @@ sub bg_commands
 
 =over
 
-=item start_conninfo_writers(conninfo => string, writers => n, max_inserts => n, max_seconds => s)
+=item start_conninfo_writers(conninfo => string, writers => n, max_inserts => n, max_seconds => s, prefix => p)
 
 Like start_writers, but every writer connects through one connection string
 (a multi-host one with target_session_attrs=read-write, or a pooler) and
@@ -892,7 +892,8 @@ The row's side is the port of the server that ran the insert
 (current_setting('port')), returned with the id, so that the ledger says
 where each acknowledged row committed.  Ledger lines and stop conditions as
 start_writers ("fenced PORT?" and "noconn" carry no side); use stop_writers
-and ledger_problems on the handle.
+and ledger_problems on the handle.  Tags are "<prefix><writer>.<attempt>"
+(prefix default 'c'): give each group of writers of one test its own.
 
 =cut
 
@@ -917,7 +918,7 @@ sub start_conninfo_writers
 			open STDERR, '>&', \*STDOUT;
 			my $ok = eval {
 				conninfo_writer_loop($n, $file, $w->{stopfile}, $params{conninfo},
-					$params{max_inserts}, $deadline, $parent);
+					$params{max_inserts}, $deadline, $parent, $params{prefix} // 'c');
 				1;
 			};
 			print STDERR $@ unless $ok;
@@ -932,7 +933,7 @@ sub start_conninfo_writers
 # The body of a writer of start_conninfo_writers (the forked process).
 sub conninfo_writer_loop
 {
-	my ($n, $file, $stopfile, $conninfo, $max_inserts, $deadline, $parent) = @_;
+	my ($n, $file, $stopfile, $conninfo, $max_inserts, $deadline, $parent, $prefix) = @_;
 	open my $fh, '>', $file or die "could not write $file: $!";
 	$fh->autoflush(1);
 	my ($acked, $attempt, $why) = (0, 0);
@@ -947,7 +948,7 @@ sub conninfo_writer_loop
 
 		$attempt++;
 		my $table = $LEDGER_TABLES[ ($n + $attempt) % @LEDGER_TABLES ];
-		my $tag = "c$n.$attempt";
+		my $tag = "$prefix$n.$attempt";
 		my ($out, $err) = ('', '');
 		my $exited = eval {
 			IPC::Run::run(
