@@ -199,8 +199,15 @@ END
 	}
 }
 
-my $command = qq{$switch --admin "$pgb_admin" --db app --include $dir/databases.ini --psql $psql %m %h %o %d};
-set_command($_, $command) for ($old, $new);
+# Each server runs the psql of its own installation: its environment
+# (LD_LIBRARY_PATH of an install_path node) carries that installation's libpq.
+for my $node ($old, $new)
+{
+	my $node_psql =
+	  $node == $old ? "$ENV{UA_OLD_INSTALL}/bin/psql" : $psql;
+	set_command($node,
+		qq{$switch --admin "$pgb_admin" --db app --include $dir/databases.ini --psql $node_psql %m %h %o %d});
+}
 
 # ===========================================================================
 # Cutover and rollback under load
