@@ -124,10 +124,11 @@ ua_cutover_command_init(void)
 							NULL, NULL, NULL);
 	DefineCustomStringVariable("upgrade_assist.cutover_keep_roles",
 							   "Roles whose sessions cutover(disconnect => true) does not end.",
-							   "Comma-separated role names, compared with the session user; "
-							   "the roles of upgrade_assist.fence_exempt_roles are kept too.",
+							   "Comma-separated role names; a session is kept when its session user is one of them "
+							   "or a member of one (superuser status does not count).  "
+							   "The roles of upgrade_assist.fence_exempt_roles are kept too.",
 							   &ua_cutover_keep_roles,
-							   "",
+							   "pg_monitor",
 							   PGC_SIGHUP, GUC_LIST_INPUT,
 							   ua_check_keep_roles, NULL, NULL);
 	DefineCustomStringVariable("upgrade_assist.cutover_heartbeat_server",
@@ -505,13 +506,32 @@ ua_keep_role_oids(void)
 }
 
 /*
+ * ua_role_kept
+ *		Is role one of the keep roles or a member of one (directly or not;
+ *		being a superuser does not make a role a member)?
+ */
+static bool
+ua_role_kept(Oid role, List *keep)
+{
+	ListCell   *lc;
+
+	foreach(lc, keep)
+	{
+		if (is_member_of_role_nosuper(role, lfirst_oid(lc)))
+			return true;
+	}
+	return false;
+}
+
+/*
  * ua_cutover_disconnect_clients
  *		See cutover_command.h.
  */
 int
 ua_cutover_disconnect_clients(int keep_pid, StringInfo detail)
 {
-	List	   *keep = list_concat(ua_fence_exempt_role_oids(), ua_keep_role_oids());
+	List	   *exempt = ua_fence_exempt_role_oids();
+	List	   *keep = ua_keep_role_oids();
 	int			ended = 0;
 	int			kept = 0;
 	uint64		n;
@@ -527,7 +547,7 @@ ua_cutover_disconnect_clients(int keep_pid, StringInfo detail)
 
 		if (pid == MyProcPid || pid == keep_pid)
 			continue;
-		if (list_member_oid(keep, role))
+		if (list_member_oid(exempt, role) || ua_role_kept(role, keep))
 		{
 			kept++;
 			continue;

@@ -45,9 +45,10 @@ extern bool ua_cutover_command_run(const char *moment, int64 attempt,
  * ua_cutover_disconnect_clients
  *		End (SIGTERM, as pg_terminate_backend) every client backend of this
  *		cluster but this process and keep_pid, whose session user is not
- *		listed in upgrade_assist.fence_exempt_roles or
- *		upgrade_assist.cutover_keep_roles.  Returns how many were sent the
- *		signal and writes a summary to detail.  Needs a transaction.
+ *		listed in upgrade_assist.fence_exempt_roles, nor one of or a member
+ *		of the roles of upgrade_assist.cutover_keep_roles.  Returns how many
+ *		were sent the signal and writes a summary to detail.  Needs a
+ *		transaction.
  */
 extern int	ua_cutover_disconnect_clients(int keep_pid, StringInfo detail);
 

@@ -147,7 +147,7 @@ like($r->{stdout} . $r->{stderr},
 is( sql_on($old,
 		q{SELECT concat_ws('|', outcome, failed_step, reason LIKE 'cutover_command at moment "before fence" exited with status 1%')
 		    FROM upgrade_assist.cutover_history ORDER BY attempt DESC LIMIT 1}),
-	'aborted|fence|true', 'failing command: cutover_history says aborted at fence, and why');
+	'aborted|fence|t', 'failing command: cutover_history says aborted at fence, and why');
 is(fenced($old) . fenced($new), 'ft', 'failing command: old writable, new still fenced');
 is(UATest::replication_objects($old), $objects_before,
 	'failing command: nothing of the attempt left on old');
