@@ -300,7 +300,6 @@ static void
 ua_step_fence(UaRun *run, StringInfo detail)
 {
 	char		reason[128];
-
 	char	   *failure;
 
 	/* The switch command first (PAUSE a pooler): a failure aborts. */
