@@ -28,7 +28,8 @@ OBJS = \
 	src/cutover_steps.o \
 	src/cutover_resolve.o \
 	src/verify.o \
-	src/verify_worker.o
+	src/verify_worker.o \
+	src/cutover_command.o
 
 EXTENSION = upgrade_assist
 DATA = upgrade_assist--1.0.sql

@@ -725,7 +725,8 @@ CREATE FUNCTION upgrade_assist.cutover(
     reverse boolean DEFAULT true,
     dry_run boolean DEFAULT false,
     accept text[] DEFAULT '{}',
-    on_abort text DEFAULT 'error')
+    on_abort text DEFAULT 'error',
+    disconnect boolean DEFAULT true)
 RETURNS TABLE (step text, status text, started_at timestamptz,
                duration interval, detail text)
 AS 'MODULE_PATHNAME', 'cutover'
@@ -894,7 +895,7 @@ CREATE VIEW upgrade_assist.cutover_progress AS
 
 REVOKE ALL ON upgrade_assist.cutover_history FROM PUBLIC;
 GRANT SELECT ON upgrade_assist.cutover_history TO pg_monitor;
-REVOKE ALL ON FUNCTION upgrade_assist.cutover(text, interval, interval, bigint, boolean, boolean, text[], text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.cutover(text, interval, interval, bigint, boolean, boolean, text[], text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.cutover_resume() FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.cutover_takeover(name, bigint, bigint) FROM PUBLIC;
 REVOKE ALL ON upgrade_assist.cutover_attempt FROM PUBLIC;

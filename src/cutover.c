@@ -68,6 +68,7 @@
 
 #include "compat.h"
 #include "cutover.h"
+#include "cutover_command.h"
 #include "fence.h"
 #include "preflight.h"
 #include "remote.h"
@@ -169,6 +170,7 @@ ua_cutover_init(void)
 							   "",
 							   PGC_SUSET, 0,
 							   ua_check_pause_before, NULL, NULL);
+	ua_cutover_command_init();
 }
 
 /* An interval of us microseconds. */
@@ -350,9 +352,12 @@ ua_cutover_wait(BackgroundWorkerHandle *handle, bool *reported)
 	ua_report_steps(reported);
 }
 
+/* disconnect is cutover()'s last argument, read only here. */
+#define UA_ARG_DISCONNECT(fcinfo) (PG_NARGS() - 1)
+
 /*
  * cutover(peer, max_lag, timeout, sequence_margin, reverse, dry_run, accept,
- *		   on_abort)
+ *		   on_abort, disconnect)
  *		returns setof (step, status, started_at, duration, detail)
  *
  *		Start the cutover worker and report its steps.  An attempt that did
@@ -402,6 +407,10 @@ cutover(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("sequence_margin, reverse and dry_run must not be null")));
 	abort_is_error = ua_cutover_on_abort(PG_ARGISNULL(7) ? NULL : PG_GETARG_TEXT_PP(7));
+	if (PG_ARGISNULL(UA_ARG_DISCONNECT(fcinfo)))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("disconnect must not be null")));
 	margin = PG_GETARG_INT64(3);
 	if (margin < 0)
 		ereport(ERROR,
@@ -448,6 +457,7 @@ cutover(PG_FUNCTION_ARGS)
 	ua_cutover_state->margin = margin;
 	ua_cutover_state->reverse = PG_GETARG_BOOL(4);
 	ua_cutover_state->dry_run = PG_GETARG_BOOL(5);
+	ua_cutover_state->disconnect = PG_GETARG_BOOL(UA_ARG_DISCONNECT(fcinfo));
 	strlcpy(ua_cutover_state->pause_before, ua_cutover_pause_before ? ua_cutover_pause_before : "",
 			sizeof(ua_cutover_state->pause_before));
 	strlcpy(ua_cutover_state->accept, accept, sizeof(ua_cutover_state->accept));

@@ -94,6 +94,7 @@ typedef struct UaCutoverShared
 	int64		margin;
 	bool		reverse;
 	bool		dry_run;
+	bool		disconnect;		/* end client sessions after the point of no return */
 	char		pause_before[32];
 	char		accept[UA_ACCEPT_MAX];	/* preflight checks accepted ("*": all) */
 
@@ -126,6 +127,7 @@ typedef struct UaRun
 	int64		margin;
 	bool		reverse;
 	bool		dry_run;
+	bool		disconnect;
 	int64		attempt;
 
 	int			peer_version;
@@ -209,7 +211,7 @@ extern const char *ua_attempt_settle(const char *peer, int64 attempt,
 									 const UaAttemptAnswer *ans,
 									 const char *resolution, StringInfo notes);
 extern void ua_cutover_attempt_finished(int64 attempt, const char *outcome,
-										const char *resolution);
+										const char *resolution, const char *peer);
 extern void ua_cutover_register_resolver(void);
 extern bool ua_cutover_start_resolver(void);
 PGDLLEXPORT void ua_cutover_resolver_main(Datum main_arg);

@@ -65,6 +65,7 @@
 
 #include "compat.h"
 #include "cutover.h"
+#include "cutover_command.h"
 #include "fence.h"
 #include "marker.h"
 #include "remote.h"
@@ -318,7 +319,8 @@ ua_attempt_answer_text(const UaAttemptAnswer *ans)
  *		lifted it already).  Never throws.
  */
 void
-ua_cutover_attempt_finished(int64 attempt, const char *outcome, const char *resolution)
+ua_cutover_attempt_finished(int64 attempt, const char *outcome, const char *resolution,
+							const char *peer)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	char	   *volatile error = NULL;
@@ -345,9 +347,38 @@ ua_cutover_attempt_finished(int64 attempt, const char *outcome, const char *reso
 
 	/*
 	 * Switch command moment 'done' (outcome "succeeded") / 'aborted'
-	 * (outcome "aborted") runs here: upgrade_assist.cutover_command
-	 * (src/cutover_command.c), so that a paused pooler is resumed.
+	 * (outcome "aborted") for an attempt settled outside its worker (the
+	 * worker runs them itself, in its run, with its notes), so that a paused
+	 * pooler is resumed: upgrade_assist.cutover_command
+	 * (src/cutover_command.c).  A failure is logged, never thrown.
 	 */
+	if (resolution != NULL && peer != NULL)
+	{
+		char	   *volatile failure = NULL;
+
+		PG_TRY();
+		{
+			char	   *f = NULL;
+
+			(void) ua_cutover_command_run(strcmp(outcome, "succeeded") == 0 ?
+										  UA_MOMENT_DONE : UA_MOMENT_ABORTED,
+										  attempt, peer, &f);
+			failure = f;
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			failure = edata->message;
+		}
+		PG_END_TRY();
+		if (failure)
+			ereport(WARNING,
+					(errmsg("upgrade_assist cutover attempt " INT64_FORMAT ": %s", attempt, failure)));
+	}
 
 	ereport(LOG,
 			(errmsg("upgrade_assist cutover attempt " INT64_FORMAT " finished: %s%s%s",
@@ -585,7 +616,7 @@ ua_attempt_settle(const char *peer, int64 attempt, const UaAttemptAnswer *ans,
 		appendStringInfoString(notes, "; forward replication untouched");
 	}
 	ua_history_settle(attempt, outcome, resolution, notes->data);
-	ua_cutover_attempt_finished(attempt, outcome, resolution);
+	ua_cutover_attempt_finished(attempt, outcome, resolution, peer);
 	return outcome;
 }
 

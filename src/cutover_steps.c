@@ -37,6 +37,7 @@
 
 #include "compat.h"
 #include "cutover.h"
+#include "cutover_command.h"
 #include "fence.h"
 #include "marker.h"
 #include "preflight.h"
@@ -330,6 +331,14 @@ static void
 ua_step_fence(UaRun *run, StringInfo detail)
 {
 	char		reason[128];
+	char	   *failure;
+
+	/* The switch command first (PAUSE a pooler): a failure aborts. */
+	if (!ua_cutover_command_run(UA_MOMENT_BEFORE_FENCE, run->attempt, run->peer, &failure))
+		ereport(ERROR,
+				(errcode(ERRCODE_EXTERNAL_ROUTINE_EXCEPTION),
+				 errmsg("%s", failure),
+				 errdetail("Its output is in the server log.")));
 
 	snprintf(reason, sizeof(reason), "cutover to %s (attempt " INT64_FORMAT ")",
 			 run->peer, run->attempt);

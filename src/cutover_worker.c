@@ -42,6 +42,7 @@
 
 #include "compat.h"
 #include "cutover.h"
+#include "cutover_command.h"
 #include "fence.h"
 #include "util.h"
 
@@ -53,6 +54,8 @@ static void ua_cutover_step_finish(int i, const char *status, TimestampTz starte
 static void ua_cutover_pause_point(UaRun *run, int i);
 static void ua_cutover_abort(UaRun *run, StringInfo notes);
 static void ua_cutover_cleanup(UaRun *run, StringInfo notes);
+static void ua_cutover_clients_moment(UaRun *run, const char *moment, StringInfo notes);
+static void ua_cutover_clients_after_ponr(UaRun *run, StringInfo notes);
 
 /* ---------------------------------------------------------------------------
  * History
@@ -367,6 +370,7 @@ ua_cutover_run(UaRun *run)
 		outcome = "aborted";
 		strlcpy(ua_cutover_state->extra_step, "abort", sizeof(ua_cutover_state->extra_step));
 		ua_cutover_abort(run, &extra);
+		ua_cutover_clients_moment(run, UA_MOMENT_ABORTED, &extra);
 		ua_cutover_step_finish(UA_ST_END, "done", started, extra.data);
 	}
 	else if (!run->dry_run)
@@ -375,7 +379,9 @@ ua_cutover_run(UaRun *run)
 
 		outcome = "succeeded";
 		strlcpy(ua_cutover_state->extra_step, "cleanup", sizeof(ua_cutover_state->extra_step));
+		ua_cutover_clients_after_ponr(run, &extra);
 		ua_cutover_cleanup(run, &extra);
+		ua_cutover_clients_moment(run, UA_MOMENT_DONE, &extra);
 		ua_cutover_step_finish(UA_ST_END, "done", started, extra.data);
 	}
 	else
@@ -385,7 +391,7 @@ ua_cutover_run(UaRun *run)
 		ua_history_end(run, outcome, failed >= 0 ? ua_cutover_step_names[failed] : NULL, reason);
 	/* The worker's end of an attempt; "unknown" ends in the resolver. */
 	if (!run->dry_run && strcmp(outcome, "unknown") != 0)
-		ua_cutover_attempt_finished(run->attempt, outcome, NULL);
+		ua_cutover_attempt_finished(run->attempt, outcome, NULL, run->peer);
 
 	LWLockAcquire(ua_cutover_state->lock, LW_EXCLUSIVE);
 	strlcpy(ua_cutover_state->outcome, outcome, sizeof(ua_cutover_state->outcome));
@@ -464,6 +470,7 @@ ua_cutover_worker_main(Datum main_arg pg_attribute_unused())
 	run.margin = ua_cutover_state->margin;
 	run.reverse = ua_cutover_state->reverse;
 	run.dry_run = ua_cutover_state->dry_run;
+	run.disconnect = ua_cutover_state->disconnect;
 	run.deadline = TimestampTzPlusMilliseconds(ua_cutover_state->started_at, ua_cutover_state->timeout_ms);
 	LWLockRelease(ua_cutover_state->lock);
 
@@ -734,4 +741,98 @@ ua_cutover_cleanup(UaRun *run, StringInfo notes)
 						 run->fwd_slot, edata->message);
 	}
 	PG_END_TRY();
+}
+
+
+/* ---------------------------------------------------------------------------
+ * Moving the clients (cutover_command.c)
+ * ---------------------------------------------------------------------------
+ */
+
+/*
+ * ua_cutover_clients_moment
+ *		Run the switch command for a moment after the steps ('aborted',
+ *		'done'); a failure is noted, the attempt's outcome stays.  Never
+ *		throws: cancels are held off here (the abort and the cleanup run
+ *		the same way).
+ */
+static void
+ua_cutover_clients_moment(UaRun *run, const char *moment, StringInfo notes)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	char	   *failure = NULL;
+
+	HOLD_CANCEL_INTERRUPTS();
+	PG_TRY();
+	{
+		(void) ua_cutover_command_run(moment, run->attempt, run->peer, &failure);
+	}
+	PG_CATCH();
+	{
+		failure = psprintf("cutover_command at moment \"%s\" failed: %s", moment,
+						   ua_recover_from_error(cxt)->message);
+	}
+	PG_END_TRY();
+	if (failure)
+		appendStringInfo(notes, "%sFAILED: %s", notes->len ? "; " : "", failure);
+	QueryCancelPending = false;
+	RESUME_CANCEL_INTERRUPTS();
+}
+
+/*
+ * ua_cutover_clients_after_ponr
+ *		Right after the point of no return: end this cluster's client
+ *		sessions (disconnect => true; the caller of cutover() is kept), so
+ *		that they reconnect and find the new primary, run the switch
+ *		command's 'peer writable', and move the heartbeat to the peer.
+ *		Failures are noted, never thrown.
+ */
+static void
+ua_cutover_clients_after_ponr(UaRun *run, StringInfo notes)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+
+	if (run->disconnect)
+	{
+		volatile int keep_pid;
+
+		LWLockAcquire(ua_cutover_state->lock, LW_SHARED);
+		keep_pid = ua_cutover_state->caller ? ua_cutover_state->caller->pid : 0;
+		LWLockRelease(ua_cutover_state->lock);
+		HOLD_CANCEL_INTERRUPTS();
+		PG_TRY();
+		{
+			StringInfoData detail;
+
+			initStringInfo(&detail);
+			ua_xact_begin(NULL);
+			(void) ua_cutover_disconnect_clients(keep_pid, &detail);
+			ua_xact_end(run->cxt);
+			appendStringInfo(notes, "%s%s", notes->len ? "; " : "", detail.data);
+		}
+		PG_CATCH();
+		{
+			appendStringInfo(notes, "%sFAILED to end the client sessions: %s",
+							 notes->len ? "; " : "", ua_recover_from_error(cxt)->message);
+		}
+		PG_END_TRY();
+		QueryCancelPending = false;
+		RESUME_CANCEL_INTERRUPTS();
+	}
+	ua_cutover_clients_moment(run, UA_MOMENT_PEER_WRITABLE, notes);
+
+	/* The heartbeat follows: it runs on the new primary from now on. */
+	HOLD_CANCEL_INTERRUPTS();
+	PG_TRY();
+	{
+		ua_cutover_heartbeat_follow(run, notes);
+	}
+	PG_CATCH();
+	{
+		appendStringInfo(notes, "%sFAILED to move the heartbeat to the peer: %s",
+						 notes->len ? "; " : "", ua_recover_from_error(cxt)->message);
+	}
+	PG_END_TRY();
+	QueryCancelPending = false;
+	RESUME_CANCEL_INTERRUPTS();
 }

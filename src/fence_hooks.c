@@ -18,6 +18,20 @@
  * Errors PostgreSQL raises for a forced read-only transaction are rewritten
  * to name the fence and its reason.
  *
+ * Read-only reporting: a client session that starts while the fence is up
+ * and is not exempt gets default_transaction_read_only = on (source
+ * PGC_S_OVERRIDE, so its reset value is 'on' too) at the commit of its
+ * startup transaction, after every setting of the database, the role and
+ * the startup packet was applied and before the server reports the values
+ * to the client; drivers that choose a read-write server from that report
+ * (libpq 14+ with target_session_attrs=read-write) skip the cluster.  The
+ * first hook of a later transaction that finds the fence lifted (or the
+ * session exempt) puts the setting back to 'off' with the same source and
+ * makes that very transaction writable, unless it asked to be read-only.
+ * ClientAuthentication_hook only marks the session (client backends that
+ * authenticated, not walsenders): the role and its settings are not known
+ * there yet.
+ *
  * Exempt: sessions whose session user is listed in
  * upgrade_assist.fence_exempt_roles, sessions that called
  * fence_exempt_session() (until they end), logical replication workers
@@ -43,6 +57,7 @@
 
 #include "access/parallel.h"
 #include "access/transam.h"
+#include "access/xlog.h"
 #include "access/xact.h"
 #include "catalog/objectaccess.h"
 #include "catalog/pg_class.h"
@@ -51,6 +66,7 @@
 #include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "replication/logicalworker.h"
+#include "replication/walsender.h"
 #include "storage/proc.h"
 #include "tcop/cmdtag.h"
 #include "tcop/utility.h"
@@ -66,6 +82,14 @@
 #include "compat.h"
 #include "fence.h"
 
+/*
+ * ClientAuthentication_hook, declared as libpq/auth.h does: that header pulls
+ * in libpq-be.h, which needs the GSSAPI headers where the server was built
+ * with GSS (Debian's 15).  Port stays opaque here.
+ */
+typedef void (*ua_client_auth_hook_type) (struct Port *port, int status);
+extern PGDLLIMPORT ua_client_auth_hook_type ClientAuthentication_hook;
+
 /* GUC */
 static char *ua_fence_exempt_roles = NULL;
 
@@ -74,6 +98,16 @@ static bool ua_arm_done = false;	/* arming decided for this transaction */
 static bool ua_published = false;	/* our pid is in armed[] */
 static bool ua_forced_ro = false;	/* we set XactReadOnly */
 static int	ua_role_exempt = -1;	/* cached role exemption, -1 unknown */
+
+/*
+ * Read-only reporting: the session authenticated and its startup
+ * transaction has not committed yet; default_transaction_read_only was set
+ * 'on' by us at connection start and not put back yet; this transaction
+ * was looked at since (reset at transaction end).
+ */
+static bool ua_startup_pending = false;
+static bool ua_report_forced = false;
+static bool ua_report_looked = false;
 
 /* Depth of ua_fence_exempt_begin() sections. */
 static int	ua_exempt_depth = 0;
@@ -99,6 +133,18 @@ static ProcessUtility_hook_type prev_ProcessUtility = NULL;
 static object_access_hook_type prev_object_access = NULL;
 static GucBoolCheckHook prev_check_xact_ro = NULL;
 static GucBoolCheckHook prev_check_default_ro = NULL;
+static ua_client_auth_hook_type prev_client_auth = NULL;
+
+static bool ua_fence_session_exempt_for_good(void);
+static void ua_report_look(void);
+
+/* Called by every hook and exempt section before it decides. */
+#define UA_REPORT_LOOK() \
+	do { \
+		if (unlikely(ua_report_forced) && !ua_report_looked && IsTransactionState()) \
+			ua_report_look(); \
+	} while (0)
+
 
 /* Prefix of every fence error message; also how a rewritten one is known. */
 #define UA_FENCE_MSG_PREFIX "write fence is up"
@@ -147,8 +193,22 @@ ua_fence_exempt_role_oids(void)
 bool
 ua_fence_session_exempt(void)
 {
-	if (ua_exempt_depth > 0 || ua_exempt_session ||
-		IsLogicalWorker() || IsParallelWorker())
+	if (ua_exempt_depth > 0 || IsLogicalWorker() || IsParallelWorker())
+		return true;
+	return ua_fence_session_exempt_for_good();
+}
+
+/*
+ * ua_fence_session_exempt_for_good
+ *		The part of ua_fence_session_exempt() that lasts beyond a section:
+ *		fence_exempt_session() was called, or the session user is listed in
+ *		upgrade_assist.fence_exempt_roles (cached until the end of the
+ *		transaction; false outside a transaction when not cached).
+ */
+static bool
+ua_fence_session_exempt_for_good(void)
+{
+	if (ua_exempt_session)
 		return true;
 	if (ua_role_exempt < 0)
 	{
@@ -226,6 +286,7 @@ ua_fence_check(bool may_arm)
 {
 	if (ua_fence == NULL)
 		return false;
+	UA_REPORT_LOOK();
 	if (may_arm && !ua_arm_done && !XactReadOnly && ua_exempt_depth == 0)
 		ua_arm();
 	if (likely(pg_atomic_read_u32(&ua_fence->fenced) == 0))
@@ -366,6 +427,112 @@ ua_refuse_plan(QueryDesc *queryDesc)
 					GetCommandTagName(CreateCommandTag((Node *) queryDesc->plannedstmt))),
 			 errdetail_internal("%s", ua_fence_detail()),
 			 errhint(UA_FENCE_HINT)));
+}
+
+
+/* ---------------------------------------------------------------------------
+ * Read-only reporting
+ * ---------------------------------------------------------------------------
+ */
+
+/*
+ * ua_xact_read_only_asked
+ *		Did the current transaction ask for its read-only mode (BEGIN READ
+ *		ONLY, SET TRANSACTION, SET transaction_read_only)?  Those push a
+ *		value on the setting's stack; the mode a transaction starts with
+ *		from default_transaction_read_only does not.
+ */
+static bool
+ua_xact_read_only_asked(void)
+{
+	struct config_generic *gen = ua_find_guc("transaction_read_only");
+
+	return gen != NULL && gen->stack != NULL;
+}
+
+/*
+ * ua_report_set
+ *		Set default_transaction_read_only, current and reset value, with the
+ *		source that a later SET of the session still overrides.  Throws only
+ *		for memory.
+ */
+static void
+ua_report_set(bool on)
+{
+	(void) set_config_option("default_transaction_read_only", on ? "on" : "off",
+							 PGC_SUSET, PGC_S_OVERRIDE, GUC_ACTION_SET,
+							 true, 0, false);
+}
+
+/*
+ * ua_report_at_startup
+ *		Pre-commit of a client session's startup transaction: every setting
+ *		is applied and the role is known.  While the fence is up and the
+ *		session is not exempt, report default_transaction_read_only = on
+ *		(unless it is on already).  Needs the startup transaction.
+ */
+static void
+ua_report_at_startup(void)
+{
+	ua_startup_pending = false;
+	if (ua_fence == NULL || DefaultXactReadOnly || !ua_fence_is_up() ||
+		ua_fence_session_exempt_for_good())
+		return;
+	ua_report_set(true);
+	ua_report_forced = true;
+	ua_report_looked = true;
+}
+
+/*
+ * ua_report_undo
+ *		Put default_transaction_read_only back to 'off' (its value before
+ *		the fence forced it; RESET gives 'off' too, a SET of the session
+ *		stays) and make the current transaction writable when its read-only
+ *		mode came from that default.  Throws only for memory.
+ */
+static void
+ua_report_undo(void)
+{
+	ua_report_forced = false;
+	ua_report_set(false);
+	if (IsTransactionState() && XactReadOnly && !DefaultXactReadOnly &&
+		!ua_xact_read_only_asked() && !RecoveryInProgress())
+		XactReadOnly = false;
+}
+
+/*
+ * ua_report_look
+ *		First look at a transaction of a session whose report we forced:
+ *		while still fenced (and not exempt for good), the transaction's
+ *		read-only mode is the fence's (the exempt sections lift it); once
+ *		the fence is down, the setting is put back and the transaction
+ *		writes.
+ */
+static void
+ua_report_look(void)
+{
+	ua_report_looked = true;
+	if (ua_fence_is_up() && !ua_fence_session_exempt_for_good())
+	{
+		if (XactReadOnly && !ua_xact_read_only_asked())
+			ua_forced_ro = true;
+		return;
+	}
+	ua_report_undo();
+}
+
+/*
+ * ua_client_authentication
+ *		ClientAuthentication_hook: mark a client session that authenticated
+ *		(walsenders are never fenced), for ua_report_at_startup.
+ */
+static void
+ua_client_authentication(struct Port *port, int status)
+{
+	if (prev_client_auth)
+		prev_client_auth(port, status);
+	if (status == STATUS_OK && !am_walsender)
+		ua_startup_pending = true;
 }
 
 
@@ -545,6 +712,10 @@ ua_fence_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 {
 	switch (event)
 	{
+		case XACT_EVENT_PRE_COMMIT:
+			if (unlikely(ua_startup_pending))
+				ua_report_at_startup();
+			break;
 		case XACT_EVENT_PRE_PREPARE:
 			if (ua_unfence_subid != InvalidSubTransactionId)
 				ereport(ERROR,
@@ -560,6 +731,8 @@ ua_fence_xact_callback(XactEvent event, void *arg pg_attribute_unused())
 			ua_arm_done = false;
 			ua_forced_ro = false;
 			ua_role_exempt = -1;
+			ua_report_looked = false;
+			ua_startup_pending = false;
 			if (event == XACT_EVENT_ABORT)
 				ua_exempt_depth = 0;
 			if (ua_unfence_subid != InvalidSubTransactionId)
@@ -682,6 +855,8 @@ ua_fence_install_hooks(void)
 	prev_check_default_ro = ua_wrap_check_hook("default_transaction_read_only",
 											   ua_check_default_transaction_read_only);
 	RegisterXactCallback(ua_fence_xact_callback, NULL);
+	prev_client_auth = ClientAuthentication_hook;
+	ClientAuthentication_hook = ua_client_authentication;
 }
 
 /*
@@ -697,6 +872,7 @@ ua_fence_install_hooks(void)
 void
 ua_fence_exempt_begin(void)
 {
+	UA_REPORT_LOOK();
 	ua_exempt_depth++;
 	if (ua_forced_ro)
 		XactReadOnly = false;
@@ -756,6 +932,8 @@ ua_fence_exempt_session(void)
 {
 	ua_exempt_session = true;
 	ua_disarm();
+	if (ua_report_forced)
+		ua_report_undo();
 	if (ua_forced_ro)
 	{
 		XactReadOnly = false;

@@ -934,4 +934,133 @@ autovacuum = off
 
 =cut
 
+=pod
+
+=head2 Writers that do not choose the server
+
+=over
+
+=item start_conninfo_writers(conninfo => string, writers => n, max_inserts => n, max_seconds => s, prefix => p)
+
+Like start_writers, but every writer connects through one connection string
+(a multi-host one with target_session_attrs=read-write, or a pooler) and
+never chooses a server itself: one psql per statement, and after any error
+the next attempt connects through the same string again, as a pool does.
+The row's side is the port of the server that ran the insert
+(current_setting('port')), returned with the id, so that the ledger says
+where each acknowledged row committed.  Ledger lines and stop conditions as
+start_writers ("fenced PORT?" and "noconn" carry no side); use stop_writers
+and ledger_problems on the handle.  Tags are "<prefix><writer>.<attempt>"
+(prefix default 'c'): give each group of writers of one test its own.
+
+=cut
+
+sub start_conninfo_writers
+{
+	my (%params) = @_;
+	my $dir = PostgreSQL::Test::Utils::tempdir();
+	my $w = { stopfile => "$dir/stop", files => [], pids => [] };
+	my $deadline = time + $params{max_seconds};
+	my $parent = $$;
+
+	STDOUT->flush;
+	STDERR->flush;
+	for my $n (1 .. $params{writers})
+	{
+		my $file = "$dir/writer_$n.ledger";
+		my $pid = fork;
+		die "fork failed: $!" unless defined $pid;
+		if ($pid == 0)
+		{
+			open STDOUT, '>', "$file.out";
+			open STDERR, '>&', \*STDOUT;
+			my $ok = eval {
+				conninfo_writer_loop($n, $file, $w->{stopfile}, $params{conninfo},
+					$params{max_inserts}, $deadline, $parent, $params{prefix} // 'c');
+				1;
+			};
+			print STDERR $@ unless $ok;
+			POSIX::_exit($ok ? 0 : 1);
+		}
+		push @{ $w->{files} }, $file;
+		push @{ $w->{pids} }, $pid;
+	}
+	return $w;
+}
+
+# The body of a writer of start_conninfo_writers (the forked process).
+sub conninfo_writer_loop
+{
+	my ($n, $file, $stopfile, $conninfo, $max_inserts, $deadline, $parent, $prefix) = @_;
+	open my $fh, '>', $file or die "could not write $file: $!";
+	$fh->autoflush(1);
+	my ($acked, $attempt, $why) = (0, 0);
+
+	while (1)
+	{
+		if ($acked >= $max_inserts) { $why = 'max_inserts'; last; }
+		if (time >= $deadline) { $why = 'max_seconds'; last; }
+		if (-e $stopfile) { $why = 'stopped'; last; }
+		if (getppid() != $parent) { $why = 'orphaned'; last; }
+		if ($attempt >= 50 * $max_inserts) { $why = 'max_attempts'; last; }
+
+		$attempt++;
+		my $table = $LEDGER_TABLES[ ($n + $attempt) % @LEDGER_TABLES ];
+		my $tag = "$prefix$n.$attempt";
+		my ($out, $err) = ('', '');
+		my $exited = eval {
+			IPC::Run::run(
+				[
+					'psql', '-X', '-A', '-t', '-q',
+					'-v', 'ON_ERROR_STOP=1',
+					'-v', 'VERBOSITY=verbose',
+					'-d', "$conninfo application_name=ua_cwriter_$n",
+					'-c',
+					"INSERT INTO public.$table (tag, side) "
+					  . "VALUES ('$tag', current_setting('port')) RETURNING id, side"
+				],
+				'<', \undef, '>', \$out, '2>', \$err,
+				IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default));
+		};
+		$err .= "\n$@" if $@;
+		my ($state) = parse_error($err);
+
+		if ($exited && $out =~ /^(\d+)\|(\d+)\s*$/)
+		{
+			print $fh "ack $table $1 $tag $2\n";
+			$acked++;
+		}
+		elsif (defined $state && $state eq '25006')
+		{
+			print $fh "fenced ?\n";
+		}
+		elsif (defined $state && $state eq '23505')
+		{
+			print $fh "dup $table $tag ?\n";
+		}
+		elsif ($err =~ /^psql: error: connection to server/m)
+		{
+			print $fh "noconn ?\n";
+		}
+		elsif (!defined $state || $state =~ /^(08|57P0)/)
+		{
+			print $fh "uncertain $table $tag ?\n";
+		}
+		else
+		{
+			$err =~ s/\s+/ /g;
+			print $fh "error $tag ? $state $err\n";
+		}
+	}
+	print $fh "end $acked $attempt $why\n";
+	close $fh;
+	return;
+}
+
+=pod
+
+=back
+
+=cut
+
 1;
