@@ -1002,7 +1002,11 @@ CREATE TABLE upgrade_assist.verify_table (
                          'not comparable', 'cancelled'))
 );
 
+-- A primary key, as every table of the extension has: a FOR ALL TABLES
+-- publication carries this table, and the DELETE that cascades from
+-- verify_run would fail on the publisher without a replica identity.
 CREATE TABLE upgrade_assist.verify_diff (
+    diff_id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     run_id      bigint NOT NULL REFERENCES upgrade_assist.verify_run ON DELETE CASCADE,
     schemaname  text   NOT NULL,
     relname     text   NOT NULL,
