@@ -1002,11 +1002,7 @@ CREATE TABLE upgrade_assist.verify_table (
                          'not comparable', 'cancelled'))
 );
 
--- A primary key, as every table of the extension has: a FOR ALL TABLES
--- publication carries this table, and the DELETE that cascades from
--- verify_run would fail on the publisher without a replica identity.
 CREATE TABLE upgrade_assist.verify_diff (
-    diff_id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     run_id      bigint NOT NULL REFERENCES upgrade_assist.verify_run ON DELETE CASCADE,
     schemaname  text   NOT NULL,
     relname     text   NOT NULL,
@@ -1023,6 +1019,11 @@ CREATE TABLE upgrade_assist.verify_diff (
                         'not comparable'))
 );
 CREATE INDEX ON upgrade_assist.verify_diff (run_id);
+-- No natural key, and the extension owns no sequence (markers.sql checks
+-- that): a FOR ALL TABLES publication carries this table, and the DELETE
+-- that cascades from verify_run would fail on the publisher without a
+-- replica identity.
+ALTER TABLE upgrade_assist.verify_diff REPLICA IDENTITY FULL;
 
 CREATE FUNCTION upgrade_assist.verify_keep_local()
 RETURNS trigger
