@@ -258,8 +258,8 @@ $writer->quit;
 my %before = (old => UATest::replication_objects($old), new => UATest::replication_objects($new));
 my ($r, @steps) = cutover($old, 'new_side');
 is($r->{rc}, 0, 'errors stand: cutover returns its rows') or diag($r->{stderr});
-is(join(',', map { "$_->{step}=$_->{status}" } @steps[ 0, 1, 2 ]),
-	'checks=failed,lag check=skipped,fence=skipped', 'errors stand: the checks step fails, the fence is not reached');
+is(join(',', map { "$_->{step}=$_->{status}" } @steps[ 0, 1, 2, 3 ]),
+	'checks=failed,lag check=skipped,prepare=skipped,fence=skipped', 'errors stand: the checks step fails, the fence is not reached');
 like($steps[0]{detail}, qr/^preflight found \d+ error\(s\): .*unlogged_table pf\.scratch/,
 	'errors stand: the checks row names the findings');
 like($r->{stderr}, qr/WARNING:.*was aborted/, 'errors stand: a warning');
@@ -291,7 +291,7 @@ is( $left,
 	'column_type,extra_column,generated_column,large_objects,missing_column,missing_extension,missing_sequence,missing_table,partition_layout,unlogged_table',
 	'after the fixes: the errors left are the schema ones');
 ($r, @steps) = cutover($old, 'new_side', accept => "{$left}");
-is(join(',', map { $_->{status} } @steps), join(',', ('done') x 11), 'accepted: every step done')
+is(join(',', map { $_->{status} } @steps), join(',', ('done') x 12), 'accepted: every step done')
   or diag(join("\n", map { "$_->{step}: $_->{status}: $_->{detail}" } @steps));
 like($steps[0]{detail}, qr/preflight \d+ ms: \d+ error\(s\) accepted \(.*missing_table pf\.only_here/,
 	'accepted: the checks row lists what was accepted');
