@@ -272,7 +272,7 @@ static const char ua_pf_local_sql[] =
 	"    ELSE 'the peer (16+) can use a btree index for it' END),"
 	"  'Add a primary key (or a unique index and REPLICA IDENTITY USING INDEX).'"
 	"  FROM pt CROSS JOIN peer LEFT JOIN prels pr ON pr.n = pt.n AND pr.r = pt.r"
-	" WHERE pt.relreplident = 'f'"
+	" WHERE pt.relreplident = 'f' AND pt.n <> 'upgrade_assist'"
 	/* the peer's tables */
 	" UNION ALL"
 	" SELECT 'error', CASE WHEN pt.relispartition OR pt.relkind = 'p' THEN 'partition_layout' ELSE 'missing_table' END,"
