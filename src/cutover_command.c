@@ -485,24 +485,7 @@ ua_cutover_command_run(const char *moment, int64 attempt, const char *peer,
 static List *
 ua_keep_role_oids(void)
 {
-	char	   *raw;
-	List	   *names;
-	List	   *oids = NIL;
-	ListCell   *lc;
-
-	if (ua_cutover_keep_roles == NULL || ua_cutover_keep_roles[0] == '\0')
-		return NIL;
-	raw = pstrdup(ua_cutover_keep_roles);
-	if (!SplitIdentifierString(raw, ',', &names))
-		return NIL;				/* the check hook refuses such values */
-	foreach(lc, names)
-	{
-		Oid			roleid = get_role_oid((char *) lfirst(lc), true);
-
-		if (OidIsValid(roleid))
-			oids = lappend_oid(oids, roleid);
-	}
-	return oids;
+	return ua_role_list_oids(ua_cutover_keep_roles);
 }
 
 /*

@@ -694,6 +694,25 @@ ua_reverse_prepare(UaRun *run, StringInfo detail)
 }
 
 /*
+ * ua_seq_plan_on_peer
+ *		The peer's sequence plan, made in the worker's peer session
+ *		(sequences_prepare()), mapped to this side's sequences by name.
+ */
+static void
+ua_seq_plan_on_peer(UaRun *run)
+{
+	PGresult   *res;
+
+	res = ua_cutover_remote(run,
+				"SELECT token, schema_name, sequence_name FROM upgrade_assist.sequences_prepare()",
+				0, NULL);
+	run->seq_n = PQntuples(res);
+	run->seq_token = run->seq_n > 0 ? strtoi64(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+	ua_seq_map_local(run, res);
+	PQclear(res);
+}
+
+/*
  * prepare, before the fence: the peer's session plans its sequences
  * (sequences_prepare()), which are mapped to this side's by name and moved
  * forward to this side's current states (they move again, by little,
@@ -704,18 +723,11 @@ ua_reverse_prepare(UaRun *run, StringInfo detail)
 static void
 ua_step_prepare(UaRun *run, StringInfo detail)
 {
-	PGresult   *res;
 	int			moved;
 	int			mapped = 0;
 
 	run->seq_peer_pid = ua_peer_session(run);
-	res = ua_cutover_remote(run,
-				"SELECT token, schema_name, sequence_name FROM upgrade_assist.sequences_prepare()",
-				0, NULL);
-	run->seq_n = PQntuples(res);
-	run->seq_token = run->seq_n > 0 ? strtoi64(PQgetvalue(res, 0, 0), NULL, 10) : 0;
-	ua_seq_map_local(run, res);
-	PQclear(res);
+	ua_seq_plan_on_peer(run);
 	run->seq_prepared = true;
 	for (int i = 0; i < run->seq_n; i++)
 		if (OidIsValid(run->seq_local[i]))
@@ -735,13 +747,7 @@ ua_step_prepare(UaRun *run, StringInfo detail)
 	if (ua_peer_session(run) != run->seq_peer_pid)
 	{
 		run->seq_peer_pid = ua_peer_session(run);
-		res = ua_cutover_remote(run,
-					"SELECT token, schema_name, sequence_name FROM upgrade_assist.sequences_prepare()",
-					0, NULL);
-		run->seq_n = PQntuples(res);
-		run->seq_token = run->seq_n > 0 ? strtoi64(PQgetvalue(res, 0, 0), NULL, 10) : 0;
-		ua_seq_map_local(run, res);
-		PQclear(res);
+		ua_seq_plan_on_peer(run);
 		appendStringInfoString(detail, "; planned again in a new peer session");
 	}
 }

@@ -81,6 +81,7 @@
 
 #include "compat.h"
 #include "fence.h"
+#include "util.h"
 
 /*
  * ClientAuthentication_hook, declared as libpq/auth.h does: that header pulls
@@ -162,24 +163,7 @@ static void ua_report_look(void);
 List *
 ua_fence_exempt_role_oids(void)
 {
-	char	   *raw;
-	List	   *names;
-	List	   *oids = NIL;
-	ListCell   *lc;
-
-	if (ua_fence_exempt_roles == NULL || ua_fence_exempt_roles[0] == '\0')
-		return NIL;
-	raw = pstrdup(ua_fence_exempt_roles);
-	if (!SplitIdentifierString(raw, ',', &names))
-		return NIL;				/* the check hook refuses such values */
-	foreach(lc, names)
-	{
-		Oid			roleid = get_role_oid((char *) lfirst(lc), true);
-
-		if (OidIsValid(roleid))
-			oids = lappend_oid(oids, roleid);
-	}
-	return oids;
+	return ua_role_list_oids(ua_fence_exempt_roles);
 }
 
 /*

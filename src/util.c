@@ -27,11 +27,13 @@
 #include "pgstat.h"
 #include "storage/fd.h"
 #include "storage/latch.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/resowner.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/varlena.h"
 
 #include "compat.h"
 #include "util.h"
@@ -483,4 +485,39 @@ ua_try_subxact(void (*fn) (void *arg), void *arg)
 	}
 	PG_END_TRY();
 	return edata;
+}
+
+/* ---------------------------------------------------------------------------
+ * Role lists of settings
+ * ---------------------------------------------------------------------------
+ */
+
+/*
+ * ua_role_list_oids
+ *		OIDs of the existing roles named in a comma-separated setting value
+ *		(upgrade_assist.fence_exempt_roles, cutover_keep_roles); unknown
+ *		names are skipped, and so is a value that does not parse (the
+ *		settings' check hooks refuse those).  Needs a transaction.
+ */
+List *
+ua_role_list_oids(const char *value)
+{
+	char	   *raw;
+	List	   *names;
+	List	   *oids = NIL;
+	ListCell   *lc;
+
+	if (value == NULL || value[0] == '\0')
+		return NIL;
+	raw = pstrdup(value);
+	if (!SplitIdentifierString(raw, ',', &names))
+		return NIL;
+	foreach(lc, names)
+	{
+		Oid			roleid = get_role_oid((char *) lfirst(lc), true);
+
+		if (OidIsValid(roleid))
+			oids = lappend_oid(oids, roleid);
+	}
+	return oids;
 }

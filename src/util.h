@@ -73,5 +73,6 @@ extern void ua_require_preloaded(const void *state);
 
 /* A callback in an internal subtransaction: NULL, or the error it threw */
 extern ErrorData *ua_try_subxact(void (*fn) (void *arg), void *arg);
+extern List *ua_role_list_oids(const char *value);
 
 #endif							/* UA_UTIL_H */
