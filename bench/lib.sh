@@ -338,8 +338,8 @@ setup_peer() {
 }
 
 # ---------------------------------------------------------------------------
-# A cutover pair (scripts/demo, bench/cutover): the setup of the README's "Cutover"
-# section.  The peers are new_side (defined on old) and old_side (defined on new),
+# A cutover pair (scripts/demo, bench/cutover): the setup of docs/setup.md
+# (one setup for both directions).  The peers are new_side (defined on old) and old_side (defined on new),
 # reached over TCP on 127.0.0.1 as the superuser role ua_admin with a password.
 
 # postgresql.conf lines a cutover needs beyond init_cluster's (put them in BENCH_CONF)

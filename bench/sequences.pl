@@ -24,7 +24,7 @@ my $batch = 500;
 my $node = PostgreSQL::Test::Cluster->new('bench_sequences');
 $node->init;
 # Every sequence, table and index read stays locked until commit: room for
-# three locks per sequence (see README, "Sequences").
+# three locks per sequence (see docs/blackout.md, "The lock table").
 $node->append_conf(
 	'postgresql.conf', qq{
 shared_preload_libraries = 'upgrade_assist'

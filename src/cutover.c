@@ -20,7 +20,7 @@
  * on as before.  A caller that leaves before the point of no return makes
  * the worker abort (SIGINT to the worker); after it, the worker finishes.
  *
- * Replication bookkeeping (README, "How the direction changes"): the forward
+ * Replication bookkeeping (docs/cutover.md, "How the direction changes"): the forward
  * subscription is never paused or rewound.  The reverse direction gets a new
  * slot on the peer, created while the peer is fenced and after the final
  * marker arrived there, so it starts exactly after the last change that came

@@ -2,7 +2,7 @@
 # Copyright (c) upgrade_assist contributors
 
 # cutover() between two real clusters: 'old' (UA_OLD_INSTALL when set,
-# another major version) replicates to 'new', set up as README says
+# another major version) replicates to 'new', set up as docs/setup.md says
 # (UATest::cutover_pair).
 #
 # Under load: four writers insert on old, the cutover moves them to new, the

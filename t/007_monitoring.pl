@@ -4,8 +4,8 @@
 # Monitoring: Debian's prometheus-postgres-exporter with monitoring/queries.yaml
 # against a cutover pair ('old' may be another major version, UA_OLD_INSTALL),
 # one exporter per cluster on a free loopback port, connecting as role
-# prometheus (member of pg_monitor) over the Unix socket, as README's
-# "Monitoring" section says.  Scraped over HTTP: the heartbeat old -> new in
+# prometheus (member of pg_monitor) over the Unix socket, as docs/monitoring.md's
+# "The role" section says.  Scraped over HTTP: the heartbeat old -> new in
 # sync with latencies, the fences (old down, new up), the fence raised and
 # lifted on old, a cutover seen while it runs (paused before a step) and after
 # it (outcome, blackout, steps, attempts), the heartbeat new -> old, and a
@@ -33,7 +33,7 @@ use UATest;
 my $MONITORING = "$FindBin::RealBin/../monitoring";
 my $QUERIES = "$MONITORING/queries.yaml";
 my $EXPORTER = $ENV{UA_POSTGRES_EXPORTER} // 'prometheus-postgres-exporter';
-# The role README's "Monitoring" section tells the exporter to connect as.
+# The role docs/monitoring.md tells the exporter to connect as.
 my $MONITOR_ROLE = 'prometheus';
 my $started = time;
 
@@ -86,7 +86,7 @@ BAIL_OUT("$EXPORTER not found: scripts/pg_toolchain --deps installs it")
 
 # Start an exporter for node on a free loopback port, connected as
 # $MONITOR_ROLE over the node's Unix socket, with the collectors that fail on
-# some version disabled (README, "Monitoring").  It ends with the test, and by
+# some version disabled (docs/monitoring.md, "The exporter").  It ends with the test, and by
 # itself after five times the default timeout at the latest.  Returns a handle
 # for scrape().
 sub start_exporter

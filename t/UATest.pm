@@ -434,7 +434,7 @@ sub ledger_schema
 =item cutover_pair(old_name => 'old', new_name => 'new', old_install => dir, schema => sql)
 
 Create two nodes (node(); old with install_path old_install when set) and set
-them up the way README's cutover section says: on both, role $ADMIN_USER
+them up the way docs/setup.md says: on both, role $ADMIN_USER
 allowed in over 127.0.0.1 with scram-sha-256 and the user's schema (default:
 the tables of @LEDGER_TABLES, with three rows each on old, side 'seed'); on
 old, server new_side, and on new, server old_side, each with a user mapping
