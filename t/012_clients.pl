@@ -210,6 +210,24 @@ for my $node ($old, $new)
 		qq{$switch --admin "$pgb_admin" --db app --include $dir/databases.ini --psql $node_psql %m %h %o %d});
 }
 
+# scripts/pgbouncer_switch ran 'peer writable' through the admin session it
+# opened at 'before fence' (no psql of its own while clients queue), and
+# closed that session at 'done'.
+sub switch_used_its_session
+{
+	my ($node, $what) = @_;
+	my $log = slurp_file($node->logfile);
+	like($log, qr/cutover_command \(before fence\): paused app at \d/,
+		"$what: the switch script paused app");
+	like($log, qr/cutover_command \(peer writable\): resumed app at \d/,
+		"$what: the switch script resumed app");
+	unlike($log, qr/the admin session does not answer|no admin session/,
+		"$what: through the admin session it opened at 'before fence'");
+	ok(!-e "$dir/databases.ini.session",
+		"$what: the switch script closed its admin session at 'done'");
+	return;
+}
+
 # ===========================================================================
 # Cutover and rollback under load
 # ===========================================================================
@@ -269,6 +287,7 @@ like($steps->{cleanup}{detail}, qr/ended \d+ client session\(s\)/,
 	'cutover: the old primary ended its client sessions');
 unlike($steps->{cleanup}{detail}, qr/FAILED/, 'cutover: the switch command succeeded')
   or diag($steps->{cleanup}{detail});
+switch_used_its_session($old, 'cutover');
 is(fenced($old) . fenced($new), 'tf', 'cutover: old fenced, new writable');
 like($steps->{cleanup}{detail}, qr/heartbeat moved to the peer \(server old_side there, every 100 ms/,
 	'cutover: the heartbeat moved to new, toward old_side');
@@ -304,6 +323,7 @@ is($steps->{'unfence peer'}{status}, 'done', 'rollback: past the point of no ret
   or diag($r->{stdout});
 unlike($steps->{cleanup}{detail}, qr/FAILED/, 'rollback: the switch command succeeded')
   or diag($steps->{cleanup}{detail});
+switch_used_its_session($new, 'rollback');
 is(fenced($old) . fenced($new), 'ft', 'rollback: old writable, new fenced');
 like($steps->{cleanup}{detail}, qr/heartbeat moved to the peer \(server new_side there/,
 	'rollback: the heartbeat moved back to old');
