@@ -257,10 +257,16 @@ static const char ua_pf_peer_sql_tail[] =
  * answer), this side's (UA_PF_SIDE_SQL), this side's as the publisher, and
  * the comparison with the peer: $1 the peer's answer (ua_pf_peer_sql_head;
  * NULL: single side, every publication here counts), $2 the cutover's
- * drain timeout in ms.  The published tables come from
- * pg_get_publication_tables() itself (13 and later; one OUT column relid
- * on 13, more from 15 on), not the view, which adds a column list and a
- * row filter per row.
+ * drain timeout in ms.  The tables of a FOR ALL TABLES publication are
+ * read from pg_class as PostgreSQL chooses them (13 to 18: ordinary and,
+ * with publish_via_partition_root, partitioned tables, permanent, user
+ * OIDs; with it, no partitions; without it, no partitioned tables):
+ * pg_get_publication_tables() opens every table it returns (16 and
+ * later, and 15.x), which with 10,000 tables took longer than all the
+ * rest.  For the other publications, whose tables are listed (or their
+ * schemas, 15+), that function itself (one OUT column relid on 13, more
+ * from 15 on), not the view, which adds a column list and a row filter
+ * per row.
  */
 static const char ua_pf_local_sql[] =
 	"WITH peer AS (SELECT $1::pg_catalog.jsonb AS j),"
@@ -271,7 +277,13 @@ static const char ua_pf_local_sql[] =
 	"     OR p.pubname IN (SELECT pg_catalog.jsonb_array_elements_text(s->'pubs') FROM fwd)),"
 	" pt AS (SELECT DISTINCT c.oid, c.relkind, c.relispartition, c.relreplident,"
 	"   ns.nspname::text AS n, c.relname::text AS r"
-	"  FROM pubs CROSS JOIN LATERAL pg_catalog.pg_get_publication_tables(pubs.pubname::text) g"
+	"  FROM (SELECT c.oid AS relid FROM pubs, pg_catalog.pg_class c"
+	"         WHERE pubs.puballtables AND c.oid >= 16384 AND c.relpersistence = 'p'"
+	"           AND ((c.relkind = 'r' AND NOT (c.relispartition AND pubs.pubviaroot))"
+	"             OR (c.relkind = 'p' AND pubs.pubviaroot AND NOT c.relispartition))"
+	"        UNION ALL"
+	"        SELECT g.relid FROM pubs CROSS JOIN LATERAL pg_catalog.pg_get_publication_tables(pubs.pubname::text) g"
+	"         WHERE NOT pubs.puballtables) g"
 	"  JOIN pg_catalog.pg_class c ON c.oid = g.relid"
 	"  JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace),"
 	" t AS ("
@@ -524,7 +536,8 @@ ua_pf_emit_spi(UaFindingFn emit, void *arg)
  *
  *		Three statements with a peer, whatever the number of tables: here,
  *		the request (every table's fingerprint); on the peer, its answer
- *		(one round trip); here, every check.  Without a peer, the last one.
+ *		(one round trip, after one that turns JIT off there); here, every
+ *		check.  Without a peer, the last one.
  *
  *		The caller is in a transaction and connected to SPI.  Throws the
  *		peer lookup's errors (42704 for an unknown peer), the connection's
@@ -554,6 +567,14 @@ ua_preflight_run(const char *peer, TimestampTz deadline, UaFindingFn emit, void 
 		args[2] = psprintf("on peer \"%s\"", peer);
 
 		conn = ua_peer_connect(peer, deadline);
+
+		/*
+		 * No JIT for the answer on the peer either (see ua_pf_planner_begin):
+		 * the peer session is the extension's own, used for catalog reads
+		 * and small writes, so the setting stays for the session.
+		 */
+		PQclear(ua_peer_query(peer, "SELECT pg_catalog.set_config('jit', 'off', false)",
+							  0, NULL, deadline));
 		initStringInfo(&sql);
 		appendStringInfoString(&sql, ua_pf_peer_sql_head);
 		appendStringInfoString(&sql, UA_PF_PEER_SUB_ERRORS(PQserverVersion(conn)));
