@@ -6,7 +6,7 @@
  *
  * The checks are catalog queries that return finding rows (severity,
  * check, object, detail, hint) themselves.  With a peer, this side first
- * sends it, in one round trip, every table here with a fingerprint of its
+ * sends it, in one statement, every table here with a fingerprint of its
  * columns and CHECK constraints; the peer answers with one JSON document:
  * its forward subscription and its health, the checks of its own side
  * (after the cutover it publishes in the reverse direction), its
