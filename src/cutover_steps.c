@@ -281,6 +281,14 @@ ua_step_checks(UaRun *run, StringInfo detail)
 	ua_xact_begin("cutover preflight");
 	ua_preflight_summarize(run->peer, run->deadline, accept, run->cxt, &pf);
 	ua_xact_end(run->cxt);
+
+	/*
+	 * The preflight is bounded by the timeout (its peer statement ends at the
+	 * deadline) but its time does not count against it: it reads only, before
+	 * the fence, and grows with the number of tables; the timeout bounds the
+	 * steps that lead to and follow the fence.
+	 */
+	run->deadline += GetCurrentTimestamp() - started;
 	if (pf.blocking > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -5,12 +5,15 @@
  *	  primary; with a peer (the subscriber), both sides are compared.
  *
  * The checks are catalog queries that return finding rows (severity,
- * check, object, detail, hint) themselves.  With a peer, the peer's side
- * is read in one round trip (one JSON document: its forward subscription,
- * tables, columns, sequences, extensions and CHECK constraints) and
- * compared here in SQL; the checks that apply to both sides (the reverse
- * direction publishes from the peer) run here and, as one more round trip,
- * on the peer.  Nothing is written anywhere.
+ * check, object, detail, hint) themselves.  With a peer, this side first
+ * sends it, in one statement, every table here with a fingerprint of its
+ * columns and CHECK constraints; the peer answers with one JSON document:
+ * its forward subscription and its health, the checks of its own side
+ * (after the cutover it publishes in the reverse direction), its
+ * extensions, and, of the tables asked, those it lacks and those whose
+ * fingerprint differs, with their columns.  One statement here then makes
+ * every check and comparison.  The work grows with the number of tables,
+ * the data sent with the number that differ.  Nothing is written anywhere.
  *
  * No shared state.
  *
@@ -58,92 +61,158 @@ static const char *const ua_pf_checks[] = {
 	"     AND e.objid = " c ".oid AND e.deptype = 'e')"
 
 /*
- * Checks of one side, run here and on the peer (13 and later): $1 names the
- * side in the details, $2 is 'publisher' here and 'subscriber' on the peer.
+ * Checks of one side, run here and on the peer (13 and later), as one
+ * statement that returns finding rows: side is an SQL expression of type
+ * text naming the side in the details ('here', 'on peer "name"'), role
+ * one that is 'publisher' here and 'subscriber' on the peer.
  */
-static const char ua_pf_side_sql[] =
-	"WITH t AS ("
-	" SELECT c.oid, n.nspname, c.relname, c.relkind, c.relpersistence, c.relreplident"
-	"   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-	"  WHERE c.relkind IN ('r', 'p') AND" UA_PF_USER_REL("c", "n") ")"
-	" SELECT 'error', 'unlogged_table', pg_catalog.format('%I.%I', nspname, relname),"
-	"  pg_catalog.format('unlogged table %s: logical replication does not carry it', $1::text),"
-	"  'Make it logged (ALTER TABLE ... SET LOGGED), or copy it by hand after the cutover.'"
-	"  FROM t WHERE relpersistence = 'u'"
-	" UNION ALL"
-	" SELECT 'warning', 'no_primary_key', pg_catalog.format('%I.%I', nspname, relname),"
-	"  pg_catalog.format('no primary key and replica identity %s %s: while published, its UPDATE and DELETE fail on the publisher (inserts still replicate)',"
-	"   CASE relreplident WHEN 'n' THEN 'NOTHING' ELSE 'DEFAULT' END, $1::text),"
-	"  'Add a primary key, or ALTER TABLE ... REPLICA IDENTITY USING INDEX (a unique index on NOT NULL columns) or FULL.'"
-	"  FROM t WHERE relkind = 'r' AND relpersistence = 'p'"
-	"   AND (relreplident = 'n' OR (relreplident = 'd' AND NOT EXISTS"
-	"    (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = t.oid AND i.indisprimary)))"
-	" UNION ALL"
-	" SELECT 'warning', 'apply_trigger',"
-	"  pg_catalog.format('%I ON %I.%I', tg.tgname, t.nspname, t.relname),"
-	"  pg_catalog.format('trigger fires on apply (ENABLE %s) %s', CASE tg.tgenabled WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END, $1::text),"
-	"  'Whether it changes replicated rows cannot be known: read it, and disable it or make it an ordinary trigger if it must not fire on apply.'"
-	"  FROM pg_catalog.pg_trigger tg JOIN t ON t.oid = tg.tgrelid"
-	" WHERE NOT tg.tgisinternal AND tg.tgenabled IN ('A', 'R')"
-	" UNION ALL"
-	" SELECT 'error', 'setting', 'wal_level',"
-	"  pg_catalog.format('wal_level is %s %s: logical replication needs logical', pg_catalog.current_setting('wal_level'), $1::text),"
-	"  'Set wal_level = logical and restart: the cutover''s reverse direction publishes from the new side.'"
-	" WHERE pg_catalog.current_setting('wal_level') <> 'logical'"
-	" UNION ALL"
-	" SELECT 'error', 'setting', 'shared_preload_libraries',"
-	"  pg_catalog.format('upgrade_assist is not preloaded %s', $1::text),"
-	"  'Add upgrade_assist to shared_preload_libraries and restart.'"
-	" WHERE NOT ('upgrade_assist' = ANY (pg_catalog.string_to_array(pg_catalog.translate("
-	"   pg_catalog.current_setting('shared_preload_libraries'), ' \"', ''), ',')))"
-	" UNION ALL"
-	" SELECT 'error', 'setting', 'max_replication_slots',"
-	"  pg_catalog.format('no replication slot free %s (max_replication_slots %s, %s in use): the reverse direction needs one',"
-	"   $1::text, pg_catalog.current_setting('max_replication_slots'), s.n),"
-	"  'Raise max_replication_slots (restart).'"
-	"  FROM (SELECT pg_catalog.count(*) AS n FROM pg_catalog.pg_replication_slots) s"
-	" WHERE $2::text = 'subscriber' AND s.n >= pg_catalog.current_setting('max_replication_slots')::int"
-	" UNION ALL"
-	" SELECT 'error', 'setting', 'max_wal_senders',"
-	"  pg_catalog.format('no WAL sender free %s (max_wal_senders %s, %s in use): the reverse direction needs one',"
-	"   $1::text, pg_catalog.current_setting('max_wal_senders'), s.n),"
-	"  'Raise max_wal_senders (restart).'"
-	"  FROM (SELECT pg_catalog.count(*) AS n FROM pg_catalog.pg_stat_replication) s"
-	" WHERE $2::text = 'subscriber' AND s.n >= pg_catalog.current_setting('max_wal_senders')::int"
-	" UNION ALL"
-	" SELECT 'error', 'setting', 'max_logical_replication_workers',"
-	"  pg_catalog.format('max_logical_replication_workers is %s %s, with %s enabled subscriptions: the reverse subscription needs one more',"
-	"   pg_catalog.current_setting('max_logical_replication_workers'), $1::text, s.n),"
-	"  'Raise max_logical_replication_workers (restart).'"
-	"  FROM (SELECT pg_catalog.count(*) AS n FROM pg_catalog.pg_subscription WHERE subenabled) s"
-	" WHERE $2::text = 'publisher' AND s.n >= pg_catalog.current_setting('max_logical_replication_workers')::int"
-	" UNION ALL"
-	" SELECT 'error', 'setting', 'max_worker_processes',"
-	"  pg_catalog.format('max_worker_processes is %s %s, with %s background workers running: the cutover needs two more',"
-	"   pg_catalog.current_setting('max_worker_processes'), $1::text, s.n),"
-	"  'Raise max_worker_processes (restart).'"
-	"  FROM (SELECT pg_catalog.count(*) AS n FROM pg_catalog.pg_stat_activity"
-	"         WHERE backend_type NOT IN ('client backend', 'autovacuum launcher', 'autovacuum worker',"
-	"          'walsender', 'checkpointer', 'background writer', 'walwriter', 'startup', 'archiver',"
-	"          'logger', 'stats collector', 'walsummarizer', 'io worker', 'slotsync worker',"
-	"          'walreceiver', 'standalone backend')) s"
-	" WHERE $2::text = 'publisher' AND s.n + 2 > pg_catalog.current_setting('max_worker_processes')::int";
+#define UA_PF_SIDE_SQL(side, role) \
+	"WITH t AS (" \
+	" SELECT c.oid, n.nspname, c.relname, c.relkind, c.relpersistence, c.relreplident" \
+	"   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace" \
+	"  WHERE c.relkind IN ('r', 'p') AND" UA_PF_USER_REL("c", "n") ")" \
+	" SELECT 'error', 'unlogged_table', pg_catalog.format('%I.%I', nspname, relname)," \
+	"  pg_catalog.format('unlogged table %s: logical replication does not carry it', " side ")," \
+	"  'Make it logged (ALTER TABLE ... SET LOGGED), or copy it by hand after the cutover.'" \
+	"  FROM t WHERE relpersistence = 'u'" \
+	" UNION ALL" \
+	" SELECT 'warning', 'no_primary_key', pg_catalog.format('%I.%I', nspname, relname)," \
+	"  pg_catalog.format('no primary key and replica identity %s %s: while published, its UPDATE and DELETE fail on the publisher (inserts still replicate)'," \
+	"   CASE relreplident WHEN 'n' THEN 'NOTHING' ELSE 'DEFAULT' END, " side ")," \
+	"  'Add a primary key, or ALTER TABLE ... REPLICA IDENTITY USING INDEX (a unique index on NOT NULL columns) or FULL.'" \
+	"  FROM t WHERE relkind = 'r' AND relpersistence = 'p'" \
+	"   AND (relreplident = 'n' OR (relreplident = 'd' AND NOT EXISTS" \
+	"    (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = t.oid AND i.indisprimary)))" \
+	" UNION ALL" \
+	" SELECT 'warning', 'apply_trigger'," \
+	"  pg_catalog.format('%I ON %I.%I', tg.tgname, t.nspname, t.relname)," \
+	"  pg_catalog.format('trigger fires on apply (ENABLE %s) %s', CASE tg.tgenabled WHEN 'A' THEN 'ALWAYS' ELSE 'REPLICA' END, " side ")," \
+	"  'Whether it changes replicated rows cannot be known: read it, and disable it or make it an ordinary trigger if it must not fire on apply.'" \
+	"  FROM pg_catalog.pg_trigger tg JOIN t ON t.oid = tg.tgrelid" \
+	" WHERE NOT tg.tgisinternal AND tg.tgenabled IN ('A', 'R')" \
+	" UNION ALL" \
+	" SELECT 'error', 'setting', 'wal_level'," \
+	"  pg_catalog.format('wal_level is %s %s: logical replication needs logical', pg_catalog.current_setting('wal_level'), " side ")," \
+	"  'Set wal_level = logical and restart: the cutover''s reverse direction publishes from the new side.'" \
+	" WHERE pg_catalog.current_setting('wal_level') <> 'logical'" \
+	" UNION ALL" \
+	" SELECT 'error', 'setting', 'shared_preload_libraries'," \
+	"  pg_catalog.format('upgrade_assist is not preloaded %s', " side ")," \
+	"  'Add upgrade_assist to shared_preload_libraries and restart.'" \
+	" WHERE NOT ('upgrade_assist' = ANY (pg_catalog.string_to_array(pg_catalog.translate(" \
+	"   pg_catalog.current_setting('shared_preload_libraries'), ' \"', ''), ',')))" \
+	" UNION ALL" \
+	" SELECT 'error', 'setting', 'max_replication_slots'," \
+	"  pg_catalog.format('no replication slot free %s (max_replication_slots %s, %s in use): the reverse direction needs one'," \
+	"   " side ", pg_catalog.current_setting('max_replication_slots'), s.n)," \
+	"  'Raise max_replication_slots (restart).'" \
+	"  FROM (SELECT pg_catalog.count(*) AS n FROM pg_catalog.pg_replication_slots) s" \
+	" WHERE " role " = 'subscriber' AND s.n >= pg_catalog.current_setting('max_replication_slots')::int" \
+	" UNION ALL" \
+	" SELECT 'error', 'setting', 'max_wal_senders'," \
+	"  pg_catalog.format('no WAL sender free %s (max_wal_senders %s, %s in use): the reverse direction needs one'," \
+	"   " side ", pg_catalog.current_setting('max_wal_senders'), s.n)," \
+	"  'Raise max_wal_senders (restart).'" \
+	"  FROM (SELECT pg_catalog.count(*) AS n FROM pg_catalog.pg_stat_replication) s" \
+	" WHERE " role " = 'subscriber' AND s.n >= pg_catalog.current_setting('max_wal_senders')::int" \
+	" UNION ALL" \
+	" SELECT 'error', 'setting', 'max_logical_replication_workers'," \
+	"  pg_catalog.format('max_logical_replication_workers is %s %s, with %s enabled subscriptions: the reverse subscription needs one more'," \
+	"   pg_catalog.current_setting('max_logical_replication_workers'), " side ", s.n)," \
+	"  'Raise max_logical_replication_workers (restart).'" \
+	"  FROM (SELECT pg_catalog.count(*) AS n FROM pg_catalog.pg_subscription WHERE subenabled) s" \
+	" WHERE " role " = 'publisher' AND s.n >= pg_catalog.current_setting('max_logical_replication_workers')::int" \
+	" UNION ALL" \
+	" SELECT 'error', 'setting', 'max_worker_processes'," \
+	"  pg_catalog.format('max_worker_processes is %s %s, with %s background workers running: the cutover needs two more'," \
+	"   pg_catalog.current_setting('max_worker_processes'), " side ", s.n)," \
+	"  'Raise max_worker_processes (restart).'" \
+	"  FROM (SELECT pg_catalog.count(*) AS n FROM pg_catalog.pg_stat_activity" \
+	"         WHERE backend_type NOT IN ('client backend', 'autovacuum launcher', 'autovacuum worker'," \
+	"          'walsender', 'checkpointer', 'background writer', 'walwriter', 'startup', 'archiver'," \
+	"          'logger', 'stats collector', 'walsummarizer', 'io worker', 'slotsync worker'," \
+	"          'walreceiver', 'standalone backend')) s" \
+	" WHERE " role " = 'publisher' AND s.n + 2 > pg_catalog.current_setting('max_worker_processes')::int"
+
+/* Is sequence c (a pg_class row) used by a column: owned, identity, or in a default? */
+#define UA_PF_SEQ_USED(c) \
+	" (EXISTS (SELECT 1 FROM pg_catalog.pg_depend d" \
+	"    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = " c ".oid" \
+	"      AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i'))" \
+	"  OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d" \
+	"    WHERE d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND d.refobjid = " c ".oid" \
+	"      AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass))"
 
 /*
- * The peer's side, as one JSON document (13 and later; $1: the logical
- * slots of this database, so that the forward subscription is the one
- * that uses one of them).  %s: the apply error count (UA_PF_PEER_SUB_ERRORS).
+ * A table's fingerprint (oid: an SQL expression, the table's pg_class oid):
+ * the md5 of its columns in name order, each with everything the column
+ * checks compare (type as format_type prints it, type category, generated,
+ * NOT NULL, has a default), and of its CHECK constraints' definitions in
+ * order.  JSON keeps the encoding unambiguous.  Computed the same way on
+ * both sides (13 and later), so that equal fingerprints mean that no column
+ * or CHECK finding can arise: only the tables whose fingerprints differ are
+ * compared column by column.
  */
-static const char ua_pf_peer_sql[] =
+#define UA_PF_TABLE_HASH(oid) \
+	"pg_catalog.md5(coalesce((SELECT pg_catalog.json_agg(pg_catalog.json_build_array(a.attname," \
+	"     pg_catalog.format_type(a.atttypid, a.atttypmod), ty.typcategory, a.attgenerated," \
+	"     a.attnotnull, a.atthasdef) ORDER BY a.attname)::text" \
+	"   FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid" \
+	"  WHERE a.attrelid = " oid " AND a.attnum > 0 AND NOT a.attisdropped), '')" \
+	" || '|' || coalesce((SELECT pg_catalog.json_agg(x.d ORDER BY x.d COLLATE pg_catalog.\"C\")::text" \
+	"   FROM (SELECT pg_catalog.pg_get_constraintdef(co.oid) AS d FROM pg_catalog.pg_constraint co" \
+	"          WHERE co.conrelid = " oid " AND co.contype = 'c') x), ''))"
+
+/*
+ * What the peer is asked about (with the logical slots of this database),
+ * as one JSON document: 't', every table that a publication here can
+ * carry (ordinary and partitioned, permanent, user OIDs, not the
+ * extension's) as [schema, name, fingerprint, replica identity FULL], and
+ * 's', the sequences used by columns here as [schema, name].
+ * 16384 is FirstNormalObjectId: publications never carry a table below it.
+ */
+static const char ua_pf_request_sql[] =
+	"SELECT pg_catalog.json_build_object("
+	"  't', coalesce((SELECT pg_catalog.json_agg(pg_catalog.json_build_array(n.nspname, c.relname,"
+	"     " UA_PF_TABLE_HASH("c.oid") ", c.relreplident = 'f'))"
+	"    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	"   WHERE c.relkind IN ('r', 'p') AND c.relpersistence = 'p' AND c.oid >= 16384"
+	"     AND n.nspname <> 'upgrade_assist'), '[]'),"
+	"  's', coalesce((SELECT pg_catalog.json_agg(pg_catalog.json_build_array(n.nspname, c.relname))"
+	"    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+	"   WHERE c.relkind = 'S' AND" UA_PF_USER_REL("c", "n") " AND" UA_PF_SEQ_USED("c") "), '[]'))::text,"
+	" (SELECT coalesce(pg_catalog.array_agg(slot_name::text), '{}')::text"
+	"    FROM pg_catalog.pg_replication_slots"
+	"   WHERE slot_type = 'logical' AND database = pg_catalog.current_database())";
+
+/*
+ * The peer's answer, as one JSON document, in one statement (13 and later):
+ * $1 the logical slots of this database (the forward subscription is the
+ * one that uses one of them), $2 the request (ua_pf_request_sql), $3 the
+ * side's name for the details.  Between the head and the tail goes the
+ * apply error count (UA_PF_PEER_SUB_ERRORS).  It holds the forward
+ * subscription, its tables not ready, the peer's own side checks ('side':
+ * finding rows), and about the tables asked: those it does not have
+ * ('absent'), those with a usable btree index among the FULL ones ('ix'),
+ * those whose fingerprint differs ('diff', with their columns and CHECK
+ * constraints), and the sequences asked that it does not have; then, as
+ * two more columns, the number of tables that differ and of tables asked.
+ */
+static const char ua_pf_peer_sql_head[] =
 	"WITH fwd AS ("
 	" SELECT s.oid, s.subname, s.subpublications FROM pg_catalog.pg_subscription s"
 	"  JOIN pg_catalog.pg_database d ON d.oid = s.subdbid"
 	" WHERE d.datname = pg_catalog.current_database() AND s.subenabled"
 	"   AND s.subslotname::text = ANY ($1::text[])),"
 	" r AS ("
-	" SELECT c.oid, n.nspname AS n, c.relname AS r, c.relkind AS k"
+	" SELECT c.oid, n.nspname::text AS n, c.relname::text AS r, c.relkind AS k"
 	"   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-	"  WHERE c.relkind IN ('r', 'p', 'S') AND" UA_PF_USER_REL("c", "n") ")"
+	"  WHERE c.relkind IN ('r', 'p', 'S') AND" UA_PF_USER_REL("c", "n") "),"
+	" q AS (SELECT x->>0 AS n, x->>1 AS r, x->>2 AS h, (x->>3)::bool AS f"
+	"  FROM pg_catalog.jsonb_array_elements($2::pg_catalog.jsonb -> 't') x),"
+	" qr AS (SELECT q.n, q.r, q.h, q.f, r.oid, r.k FROM q LEFT JOIN r ON r.n = q.n AND r.r = q.r),"
+	" d AS (SELECT qr.n, qr.r, qr.oid, qr.k FROM qr"
+	"  WHERE qr.oid IS NOT NULL AND (qr.k = 'S' OR " UA_PF_TABLE_HASH("qr.oid") " <> qr.h))"
 	" SELECT pg_catalog.json_build_object("
 	"  'v', pg_catalog.current_setting('server_version_num')::int,"
 	"  'subs', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('name', subname, 'pubs', subpublications)) FROM fwd),"
@@ -151,28 +220,53 @@ static const char ua_pf_peer_sql[] =
 	"    FROM pg_catalog.pg_subscription_rel sr JOIN pg_catalog.pg_class c ON c.oid = sr.srrelid"
 	"    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 	"   WHERE sr.srsubid IN (SELECT oid FROM fwd) AND sr.srsubstate NOT IN ('r', 's')),"
-	"  'errors', %s,"
-	"  'rels', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('n', n, 'r', r, 'k', k,"
-	"    'ix', EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid"
+	"  'errors', ";
+
+static const char ua_pf_peer_sql_tail[] =
+	","
+	"  'side', (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(s.sev, s.chk, s.obj, s.det, s.hint))"
+	"    FROM (" UA_PF_SIDE_SQL("$3::text", "'subscriber'::text") ") s(sev, chk, obj, det, hint)),"
+	"  'absent', (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(qr.n, qr.r)) FROM qr WHERE qr.oid IS NULL),"
+	"  'ix', (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(qr.n, qr.r)) FROM qr"
+	"   WHERE qr.f AND EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid"
 	"      JOIN pg_catalog.pg_am am ON am.oid = ic.relam"
-	"     WHERE i.indrelid = r.oid AND am.amname = 'btree' AND i.indpred IS NULL AND i.indexprs IS NULL)))"
-	"    FROM r),"
-	"  'cols', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('n', n, 'r', r, 'a', a.attname,"
+	"     WHERE i.indrelid = qr.oid AND am.amname = 'btree' AND i.indpred IS NULL AND i.indexprs IS NULL)),"
+	"  'diff', (SELECT pg_catalog.json_agg(pg_catalog.json_build_array(d.n, d.r)) FROM d),"
+	"  'cols', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('n', d.n, 'r', d.r, 'a', a.attname,"
 	"    't', pg_catalog.format_type(a.atttypid, a.atttypmod), 'c', ty.typcategory, 'g', a.attgenerated,"
 	"    'nn', a.attnotnull, 'd', a.atthasdef))"
-	"    FROM r JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid"
+	"    FROM d JOIN pg_catalog.pg_attribute a ON a.attrelid = d.oid"
 	"    JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid"
-	"   WHERE r.k <> 'S' AND a.attnum > 0 AND NOT a.attisdropped),"
-	"  'checks', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('n', n, 'r', r, 'name', co.conname,"
+	"   WHERE d.k <> 'S' AND a.attnum > 0 AND NOT a.attisdropped),"
+	"  'checks', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('n', d.n, 'r', d.r, 'name', co.conname,"
 	"    'd', pg_catalog.pg_get_constraintdef(co.oid)))"
-	"    FROM r JOIN pg_catalog.pg_constraint co ON co.conrelid = r.oid WHERE co.contype = 'c'),"
+	"    FROM d JOIN pg_catalog.pg_constraint co ON co.conrelid = d.oid WHERE co.contype = 'c'),"
+	"  'seqabsent', (SELECT pg_catalog.json_agg(x) FROM pg_catalog.jsonb_array_elements($2::pg_catalog.jsonb -> 's') x"
+	"   WHERE NOT EXISTS (SELECT 1 FROM r WHERE r.k = 'S' AND r.n = x->>0 AND r.r = x->>1)),"
 	"  'exts', (SELECT pg_catalog.json_agg(pg_catalog.json_build_object('e', extname, 'v', extversion))"
-	"    FROM pg_catalog.pg_extension))::text";
+	"    FROM pg_catalog.pg_extension))::text,"
+	" (SELECT pg_catalog.count(*) FROM d), (SELECT pg_catalog.count(*) FROM q)";
+
+/* The [schema, name] pairs of the peer's answer under key, as rows (n, r). */
+#define UA_PF_PAIRS(key) \
+	"SELECT x->>0 AS n, x->>1 AS r FROM peer, pg_catalog.jsonb_array_elements(" \
+	" CASE WHEN pg_catalog.jsonb_typeof(j->'" key "') = 'array' THEN j->'" key "' END) x"
 
 /*
- * Checks of this side as the publisher, and the comparison with the peer:
- * $1 the peer's JSON document (NULL: single side, every publication here
- * counts), $2 the cutover's drain timeout in ms.
+ * Every check here, in one statement: the peer's side checks (from its
+ * answer), this side's (UA_PF_SIDE_SQL), this side's as the publisher, and
+ * the comparison with the peer: $1 the peer's answer (ua_pf_peer_sql_head;
+ * NULL: single side, every publication here counts), $2 the cutover's
+ * drain timeout in ms.  The tables of a FOR ALL TABLES publication are
+ * read from pg_class as PostgreSQL chooses them (13 to 18: ordinary and,
+ * with publish_via_partition_root, partitioned tables, permanent, user
+ * OIDs; with it, no partitions; without it, no partitioned tables):
+ * pg_get_publication_tables() opens every table it returns (16 and
+ * later, and 15.x), which with 10,000 tables took longer than all the
+ * rest.  For the other publications, whose tables are listed (or their
+ * schemas, 15+), that function itself (one OUT column relid on 13, more
+ * from 15 on), not the view, which adds a column list and a row filter
+ * per row.
  */
 static const char ua_pf_local_sql[] =
 	"WITH peer AS (SELECT $1::pg_catalog.jsonb AS j),"
@@ -182,17 +276,24 @@ static const char ua_pf_local_sql[] =
 	"  WHERE NOT EXISTS (SELECT 1 FROM fwd)"
 	"     OR p.pubname IN (SELECT pg_catalog.jsonb_array_elements_text(s->'pubs') FROM fwd)),"
 	" pt AS (SELECT DISTINCT c.oid, c.relkind, c.relispartition, c.relreplident,"
-	"   pt.schemaname::text AS n, pt.tablename::text AS r"
-	"  FROM pg_catalog.pg_publication_tables pt"
-	"  JOIN pg_catalog.pg_namespace ns ON ns.nspname = pt.schemaname"
-	"  JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = pt.tablename"
-	"  WHERE pt.pubname IN (SELECT pubname FROM pubs)),"
+	"   ns.nspname::text AS n, c.relname::text AS r"
+	"  FROM (SELECT c.oid AS relid FROM pubs, pg_catalog.pg_class c"
+	"         WHERE pubs.puballtables AND c.oid >= 16384 AND c.relpersistence = 'p'"
+	"           AND ((c.relkind = 'r' AND NOT (c.relispartition AND pubs.pubviaroot))"
+	"             OR (c.relkind = 'p' AND pubs.pubviaroot AND NOT c.relispartition))"
+	"        UNION ALL"
+	"        SELECT g.relid FROM pubs CROSS JOIN LATERAL pg_catalog.pg_get_publication_tables(pubs.pubname::text) g"
+	"         WHERE NOT pubs.puballtables) g"
+	"  JOIN pg_catalog.pg_class c ON c.oid = g.relid"
+	"  JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace),"
 	" t AS ("
 	" SELECT c.oid, n.nspname, c.relname, c.relkind, c.relpersistence, c.relreplident"
 	"   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
 	"  WHERE c.relkind IN ('r', 'p', 'm', 'S') AND" UA_PF_USER_REL("c", "n") "),"
-	" prels AS (SELECT x.* FROM peer, pg_catalog.jsonb_to_recordset(j->'rels') AS x(n text, r text, k text, ix bool)"
-	"  WHERE pg_catalog.jsonb_typeof(j->'rels') = 'array'),"
+	" absent AS (" UA_PF_PAIRS("absent") "),"
+	" pix AS (" UA_PF_PAIRS("ix") "),"
+	" diff AS (" UA_PF_PAIRS("diff") "),"
+	" seqabsent AS (" UA_PF_PAIRS("seqabsent") "),"
 	" pcols AS (SELECT x.* FROM peer, pg_catalog.jsonb_to_recordset(j->'cols')"
 	"   AS x(n text, r text, a text, t text, c text, g text, nn bool, d bool)"
 	"  WHERE pg_catalog.jsonb_typeof(j->'cols') = 'array'),"
@@ -201,8 +302,15 @@ static const char ua_pf_local_sql[] =
 	"  FROM pt JOIN pg_catalog.pg_attribute a ON a.attrelid = pt.oid"
 	"  JOIN pg_catalog.pg_type ty ON ty.oid = a.atttypid"
 	"  WHERE a.attnum > 0 AND NOT a.attisdropped AND pt.relkind IN ('r', 'p') AND pt.n <> 'upgrade_assist'"
-	"    AND (pt.n, pt.r) IN (SELECT n, r FROM prels))"
+	"    AND (pt.n, pt.r) IN (SELECT n, r FROM diff))"
+	/* the checks of each side */
+	" SELECT x->>0, x->>1, x->>2, x->>3, x->>4"
+	"  FROM peer, pg_catalog.jsonb_array_elements("
+	"   CASE WHEN pg_catalog.jsonb_typeof(j->'side') = 'array' THEN j->'side' END) x"
+	" UNION ALL"
+	" SELECT * FROM (" UA_PF_SIDE_SQL("'here'::text", "'publisher'::text") ") side"
 	/* forward subscription and its health */
+	" UNION ALL"
 	" SELECT 'error', 'forward_subscription', '',"
 	"  CASE WHEN j->'subs' IS NULL OR pg_catalog.jsonb_typeof(j->'subs') <> 'array'"
 	"   THEN 'no enabled subscription on the peer replicates from this database'"
@@ -271,7 +379,7 @@ static const char ua_pf_local_sql[] =
 	"    WHEN NOT coalesce(pr.ix, false) THEN 'the peer has no btree index for it: every UPDATE and DELETE is a full scan there'"
 	"    ELSE 'the peer (16+) can use a btree index for it' END),"
 	"  'Add a primary key (or a unique index and REPLICA IDENTITY USING INDEX).'"
-	"  FROM pt CROSS JOIN peer LEFT JOIN prels pr ON pr.n = pt.n AND pr.r = pt.r"
+	"  FROM pt CROSS JOIN peer LEFT JOIN (SELECT n, r, true AS ix FROM pix) pr ON pr.n = pt.n AND pr.r = pt.r"
 	" WHERE pt.relreplident = 'f' AND pt.n <> 'upgrade_assist'"
 	/* the peer's tables */
 	" UNION ALL"
@@ -284,7 +392,7 @@ static const char ua_pf_local_sql[] =
 	"   ELSE 'published table is missing on the peer' END,"
 	"  'Create it on the peer (the schema first: pg_dump --schema-only), or make both sides'' partition layouts agree with publish_via_partition_root.'"
 	"  FROM pt, peer WHERE j IS NOT NULL AND pt.relkind IN ('r', 'p')"
-	"   AND NOT EXISTS (SELECT 1 FROM prels pr WHERE pr.n = pt.n AND pr.r = pt.r)"
+	"   AND EXISTS (SELECT 1 FROM absent pr WHERE pr.n = pt.n AND pr.r = pt.r)"
 	"   AND pt.n <> 'upgrade_assist'"
 	" UNION ALL"
 	" SELECT CASE WHEN l.g <> '' THEN 'info' ELSE 'error' END, 'missing_column', pg_catalog.format('%I.%I.%I', l.n, l.r, l.a),"
@@ -331,13 +439,7 @@ static const char ua_pf_local_sql[] =
 	"  'sequence used by a column here is missing on the peer: the cutover cannot move it forward there',"
 	"  'Create it on the peer (the schema first: pg_dump --schema-only).'"
 	"  FROM t, peer WHERE j IS NOT NULL AND t.relkind = 'S'"
-	"   AND (EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
-	"         WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = t.oid"
-	"           AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i'))"
-	"     OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d"
-	"         WHERE d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND d.refobjid = t.oid"
-	"           AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass))"
-	"   AND NOT EXISTS (SELECT 1 FROM prels pr WHERE pr.k = 'S' AND pr.n = t.nspname AND pr.r = t.relname)"
+	"   AND EXISTS (SELECT 1 FROM seqabsent sa WHERE sa.n = t.nspname::text AND sa.r = t.relname::text)"
 	" UNION ALL"
 	" SELECT CASE WHEN x.e IS NULL THEN 'error' ELSE 'warning' END,"
 	"  CASE WHEN x.e IS NULL THEN 'missing_extension' ELSE 'extension_version' END,"
@@ -365,25 +467,47 @@ ua_preflight_check_known(const char *check)
 	return false;
 }
 
+/* Set a planner setting until AtEOXact_GUC at the caller's level. */
+static void
+ua_pf_set(const char *name, const char *value)
+{
+	(void) set_config_option(name, value, PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+}
+
 /*
  * ua_pf_planner_begin
  *		Planner settings for the statements run here, until
  *		AtEOXact_GUC(true, level) with the level returned (or the end of the
- *		transaction).  The rows of the peer's document and of the CTEs over
- *		it are estimated at a handful whatever their number, so the planner
- *		would join them in nested loops: quadratic with 10,000 tables.
- *		Hash and merge joins do it in one pass; their hash tables get room.
+ *		transaction): no JIT.  The statements are large and their plans run
+ *		in milliseconds; on 15 built with LLVM, compiling the checks
+ *		statement with inlining and optimization took seconds (the cost
+ *		that enable_nestloop = off puts on the joins that must stay nested
+ *		loops, below, is far above every jit_*_above_cost).
  */
 static int
 ua_pf_planner_begin(void)
 {
 	int			level = NewGUCNestLevel();
 
-	(void) set_config_option("enable_nestloop", "off", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	(void) set_config_option("work_mem", "65536", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	ua_pf_set("jit", "off");
 	return level;
+}
+
+/*
+ * ua_pf_planner_sets
+ *		For the checks statement (ua_pf_local_sql) only: the rows of the
+ *		peer's answer and of the CTEs over it are estimated at a handful
+ *		whatever their number, so the planner would join them in nested
+ *		loops: quadratic with 10,000 tables.  Hash and merge joins do it in
+ *		one pass; their hash tables get room.  Not for the request, whose
+ *		correlated subqueries must stay index lookups.
+ */
+static void
+ua_pf_planner_sets(void)
+{
+	ua_pf_set("enable_nestloop", "off");
+	ua_pf_set("work_mem", "65536");
 }
 
 /* Hand the rows of the SPI result (five text columns) to emit. */
@@ -407,8 +531,13 @@ ua_pf_emit_spi(UaFindingFn emit, void *arg)
 /*
  * ua_preflight_run
  *		Run every check and hand each finding to emit.  With peer (not NULL)
- *		the peer's side is read and compared; deadline bounds each statement
+ *		the peer's side is read and compared; deadline bounds the statement
  *		on the peer (0: none besides the connect timeout).
+ *
+ *		Three statements with a peer, whatever the number of tables: here,
+ *		the request (every table's fingerprint); on the peer, its answer
+ *		(one round trip, after one that turns JIT off there); here, every
+ *		check.  Without a peer, the last one.
  *
  *		The caller is in a transaction and connected to SPI.  Throws the
  *		peer lookup's errors (42704 for an unknown peer), the connection's
@@ -417,56 +546,50 @@ ua_pf_emit_spi(UaFindingFn emit, void *arg)
 void
 ua_preflight_run(const char *peer, TimestampTz deadline, UaFindingFn emit, void *arg)
 {
-	char	   *peer_doc = NULL;
-	char	   *side = NULL;
+	char	   *answer = NULL;
 	char		drain[32];
-	const char *args[2];
+	const char *args[3];
 	int			level;
+
+	if (peer != NULL)
+		ua_peer_check(peer);
+	level = ua_pf_planner_begin();
 
 	if (peer != NULL)
 	{
 		PGconn	   *conn;
 		PGresult   *res;
-		char	   *slots;
 		StringInfoData sql;
 
-		ua_peer_check(peer);
-		side = psprintf("on peer \"%s\"", peer);
-
-		/* The logical slots of this database: the forward one is among them. */
-		ua_spi_exec("SELECT coalesce(pg_catalog.array_agg(slot_name::text), '{}')::text"
-					"  FROM pg_catalog.pg_replication_slots"
-					" WHERE slot_type = 'logical' AND database = pg_catalog.current_database()",
-					0, NULL, true);
-		slots = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		ua_spi_exec(ua_pf_request_sql, 0, NULL, true);
+		args[1] = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+		args[0] = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+		args[2] = psprintf("on peer \"%s\"", peer);
 
 		conn = ua_peer_connect(peer, deadline);
-		initStringInfo(&sql);
-		appendStringInfo(&sql, ua_pf_peer_sql, UA_PF_PEER_SUB_ERRORS(PQserverVersion(conn)));
-		args[0] = slots;
-		res = ua_peer_query(peer, sql.data, 1, args, deadline);
-		peer_doc = pstrdup(PQgetvalue(res, 0, 0));
-		PQclear(res);
 
-		/* The peer publishes after the cutover: its own side's checks. */
-		args[0] = side;
-		args[1] = "subscriber";
-		res = ua_peer_query(peer, ua_pf_side_sql, 2, args, deadline);
-		for (int i = 0; i < PQntuples(res); i++)
-			emit(arg, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
-				 PQgetvalue(res, i, 3), PQgetvalue(res, i, 4));
+		/*
+		 * No JIT for the answer on the peer either (see ua_pf_planner_begin):
+		 * the peer session is the extension's own, used for catalog reads
+		 * and small writes, so the setting stays for the session.
+		 */
+		PQclear(ua_peer_query(peer, "SELECT pg_catalog.set_config('jit', 'off', false)",
+							  0, NULL, deadline));
+		initStringInfo(&sql);
+		appendStringInfoString(&sql, ua_pf_peer_sql_head);
+		appendStringInfoString(&sql, UA_PF_PEER_SUB_ERRORS(PQserverVersion(conn)));
+		appendStringInfoString(&sql, ua_pf_peer_sql_tail);
+		res = ua_peer_query(peer, sql.data, 3, args, deadline);
+		answer = pstrdup(PQgetvalue(res, 0, 0));
+		elog(DEBUG1, "preflight: peer \"%s\" has %s of the %s tables asked with another fingerprint",
+			 peer, PQgetvalue(res, 0, 1), PQgetvalue(res, 0, 2));
 		PQclear(res);
+		pfree(sql.data);
 	}
 
 	snprintf(drain, sizeof(drain), "%d", ua_cutover_drain_ms);
-	level = ua_pf_planner_begin();
-
-	args[0] = "here";
-	args[1] = "publisher";
-	ua_spi_exec(ua_pf_side_sql, 2, args, true);
-	ua_pf_emit_spi(emit, arg);
-
-	args[0] = peer_doc;
+	ua_pf_planner_sets();
+	args[0] = answer;
 	args[1] = drain;
 	ua_spi_exec(ua_pf_local_sql, 2, args, true);
 	ua_pf_emit_spi(emit, arg);
@@ -677,6 +800,7 @@ ua_preflight_schema_diff(const char *peer, TimestampTz deadline)
 
 	args[0] = doc;
 	level = ua_pf_planner_begin();
+	ua_pf_planner_sets();
 	if (ua_spi_exec(ua_pf_fp_local_sql, 1, args, true) == 0)
 		result = pstrdup("same");
 	else

@@ -12,10 +12,15 @@
 #   - One setup provokes every check at least once (both sides, and the new
 #     side as a publisher on its own for the checks of publications there):
 #     each finding has its severity and its quoted object.
+#   - Tables that differ only by a CHECK constraint or a NOT NULL are found
+#     (the comparison goes column by column only where the fingerprints of a
+#     table differ).
 #   - cutover() refuses while an error stands, naming the findings, and
 #     leaves both sides as they were; accepting only some of the errors
-#     still refuses; with the rest fixed and the remaining errors accepted
-#     by name, the cutover goes through.
+#     still refuses; the preflight's time does not count against the
+#     timeout (a dry run whose preflight waits past it still passes); with
+#     the rest fixed and the remaining errors accepted by name, the cutover
+#     goes through.
 
 use strict;
 use warnings;
@@ -99,6 +104,24 @@ sub schema_is
 # ---------------------------------------------------------------------------
 my $fresh = findings($old, 'new_side');
 is_deeply([ grep { /^error / } @$fresh ], [], 'fresh pair: no error finding');
+
+# How many tables the peer found with another fingerprint (a DEBUG1 message).
+sub differing
+{
+	my ($node, $peer) = @_;
+	my ($stdout, $stderr);
+	$node->psql('postgres',
+		"SET client_min_messages = debug1; SELECT count(*) FROM upgrade_assist.preflight('$peer')",
+		stdout => \$stdout, stderr => \$stderr);
+	return $stderr =~ /preflight: peer "\Q$peer\E" has (\d+) of the (\d+) tables asked/ ? [ $1, $2 ] : [];
+}
+my $fp = differing($old, 'new_side');
+ok(@$fp && $fp->[0] == 0 && $fp->[1] > 0,
+	'fresh pair: every table has the same fingerprint on both versions')
+  or diag(explain $fp);
+$fp = differing($new, 'old_side');
+ok(@$fp && $fp->[0] == 0 && $fp->[1] > 0, 'fresh pair, the other direction: the same')
+  or diag(explain $fp);
 schema_is('^same$', "fresh pair: sync_status.schema is 'same'");
 
 # ---------------------------------------------------------------------------
@@ -169,6 +192,8 @@ CREATE TABLE pf.seqd (id int PRIMARY KEY DEFAULT nextval('pf.only_seq'));
 CREATE TABLE pf.parted (id int PRIMARY KEY) PARTITION BY RANGE (id);
 CREATE TABLE pf.parted_1 PARTITION OF pf.parted FOR VALUES FROM (0) TO (1000);
 CREATE TABLE pf.keyed (id int PRIMARY KEY, note text);
+CREATE TABLE pf.chk (id int PRIMARY KEY, v int);
+CREATE TABLE pf.nn (id int PRIMARY KEY, v int);
 CREATE MATERIALIZED VIEW pf.totals AS SELECT count(*) AS n FROM pf.keyed;
 CREATE EXTENSION citext;
 CREATE EXTENSION hstore;
@@ -183,6 +208,8 @@ CREATE TABLE pf.cols (id int PRIMARY KEY, c integer, d text, e text NOT NULL CHE
 CREATE TABLE pf.seqd (id int PRIMARY KEY);
 CREATE TABLE pf.parted (id int PRIMARY KEY);
 CREATE TABLE pf.keyed (id int PRIMARY KEY, note text);
+CREATE TABLE pf.chk (id int PRIMARY KEY, v int CONSTRAINT chk_positive CHECK (v > 0));
+CREATE TABLE pf.nn (id int PRIMARY KEY, v int NOT NULL);
 CREATE FUNCTION pf.touch() RETURNS trigger LANGUAGE plpgsql AS
     $$BEGIN NEW.note := 'touched'; RETURN NEW; END$$;
 CREATE TRIGGER touch BEFORE INSERT ON pf.keyed FOR EACH ROW EXECUTE FUNCTION pf.touch();
@@ -227,6 +254,12 @@ has_finding($all, 'warning', 'column_type', 'pf.cols.d', $w);
 has_finding($all, 'error', 'generated_column', 'pf.cols.g', $w);
 has_finding($all, 'warning', 'peer_constraint', 'pf.cols.e', $w);
 has_finding($all, 'warning', 'peer_constraint', 'cols_e_check ON pf.cols', $w);
+# Tables whose columns are alike and that differ only by a CHECK constraint or
+# a NOT NULL: their fingerprints differ, so they are compared column by column.
+has_finding($all, 'warning', 'peer_constraint', 'chk_positive ON pf.chk', $w);
+has_finding($all, 'warning', 'peer_constraint', 'pf.nn.v', $w);
+is(differing($old, 'new_side')->[0], 5,
+	'both sides: five tables compared column by column (cols, "Odd Name", chk, nn, seqd)');
 has_finding($all, 'error', 'missing_sequence', 'pf.only_seq', $w);
 has_finding($all, 'error', 'missing_extension', 'citext', $w);
 has_finding($all, 'warning', 'extension_version', 'hstore', $w);
@@ -290,6 +323,34 @@ my $left = $old->safe_psql('postgres',
 is( $left,
 	'column_type,extra_column,generated_column,large_objects,missing_column,missing_extension,missing_sequence,missing_table,partition_layout,unlogged_table',
 	'after the fixes: the errors left are the schema ones');
+
+# The preflight's time does not count against the cutover's timeout: a dry
+# run with a 2 s timeout whose preflight waits (pg_relation_size of
+# pg_largeobject, for the large_objects check, behind a lock that nothing
+# else of the cutover takes) until well past 2 s still passes its lag check.
+my $lo_lock = $old->background_psql('postgres');
+$lo_lock->query_safe('BEGIN');
+$lo_lock->query_safe('LOCK TABLE pg_catalog.pg_largeobject IN ACCESS EXCLUSIVE MODE');
+my $dry = UATest::bg_commands($old, 'pf_dry',
+	UATest::cutover_sql('new_side', dry_run => 'true', timeout => '2s', accept => "{$left}"));
+ok( $old->poll_query_until(
+		'postgres', q{
+SELECT EXISTS (SELECT FROM pg_locks WHERE NOT granted
+                AND relation = 'pg_catalog.pg_largeobject'::regclass)}),
+	'slow preflight: the checks step waits for the lock');
+ok( $old->poll_query_until(
+		'postgres', q{
+SELECT coalesce(bool_and(now() - started_at > interval '3s'), false) FROM upgrade_assist.cutover_progress}),
+	'slow preflight: the timeout has passed while it waits');
+$lo_lock->query_safe('COMMIT');
+$lo_lock->quit;
+ok(defined UATest::bg_finish($dry), 'slow preflight: the dry run ends');
+@steps = UATest::cutover_steps($dry->{stdout});
+is(join(',', map { "$_->{step}=$_->{status}" } @steps[ 0, 1 ]),
+	'checks=done,lag check=done', 'slow preflight: the lag check still had its time')
+  or diag($dry->{stdout} . $dry->{stderr});
+like($steps[0]{detail}, qr/preflight (\d{4,}) ms/, 'slow preflight: the checks row says how long it took');
+
 ($r, @steps) = cutover($old, 'new_side', accept => "{$left}");
 is(join(',', map { $_->{status} } @steps), join(',', ('done') x 12), 'accepted: every step done')
   or diag(join("\n", map { "$_->{step}: $_->{status}: $_->{detail}" } @steps));
