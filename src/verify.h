@@ -23,8 +23,10 @@
 /* Limits of verify()'s chunk_rows. */
 #define UA_VERIFY_MIN_CHUNK 1
 #define UA_VERIFY_MAX_CHUNK 1000000
-/* Ranges written before their results are fetched from the peer. */
+/* Ranges written between two looks at the peer's results. */
 #define UA_VERIFY_BATCH 32
+/* Ranges written and not yet compared, at most: then wait for the peer. */
+#define UA_VERIFY_IN_FLIGHT 256
 /* Fewest rows per range the adaptation to verify_max_lock_time goes down to. */
 #define UA_VERIFY_MIN_ADAPT 100
 /* A range's lock not granted: tries before the table is given up. */
@@ -62,6 +64,7 @@ typedef struct UaVerifySums
 	char	   *sum;			/* numeric, as text */
 	char	   *keys;			/* text[] as text, keys mode only */
 	char	   *hashes;			/* bigint[] as text, keys mode only */
+	Datum		last_key;		/* text[]: the last key read, ordered only */
 } UaVerifySums;
 
 /* GUC variables (verify.c) */
@@ -77,9 +80,10 @@ extern void ua_verify_shmem_startup(void);
 extern int	ua_verify_pin_settings(void);
 extern char *ua_verify_range_sql(Oid relid, const char *mode,
 								 Datum key_columns, Datum columns,
-								 bool has_from, bool has_to, bool limited);
-extern char *ua_verify_bound_sql(Oid relid, Datum key_columns, bool has_from);
-extern void ua_verify_compute(const char *sql, Datum key_from, Datum key_to,
+								 bool has_from, bool has_to, bool limited,
+								 bool ordered, int *lead);
+extern void ua_verify_compute(const char *sql, int lead, bool with_keys,
+							  bool ordered, Datum key_from, Datum key_to,
 							  int64 row_limit, UaVerifySums *out,
 							  MemoryContext cxt);
 

@@ -153,28 +153,6 @@ ua_verify_publish(Oid relid, int64 rows_done)
 }
 
 /*
- * ua_verify_text_array
- *		Parse text (an array's text form) as a text[] datum allocated in
- *		cxt; 0 for NULL.
- */
-static Datum
-ua_verify_text_array(const char *text, MemoryContext cxt)
-{
-	MemoryContext old;
-	Oid			typinput;
-	Oid			typioparam;
-	Datum		d;
-
-	if (text == NULL)
-		return (Datum) 0;
-	old = MemoryContextSwitchTo(cxt);
-	getTypeInputInfo(TEXTARRAYOID, &typinput, &typioparam);
-	d = OidInputFunctionCall(typinput, unconstify(char *, text), typioparam, -1);
-	MemoryContextSwitchTo(old);
-	return d;
-}
-
-/*
  * ua_verify_peer_query
  *		ua_peer_query as the role that called verify() (its user mapping).
  *		Caller is in a transaction.
@@ -414,21 +392,18 @@ ua_verify_write_range(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
 		int			level = ua_verify_pin_settings();
 		char		buf[32];
 		char	   *sql;
+		int			lead;
+		bool		ordered = strcmp(r->mode, UA_VERIFY_MODE_RANGE) == 0;
 
-		if (strcmp(r->mode, UA_VERIFY_MODE_RANGE) == 0)
-		{
-			Oid			types[2] = {TEXTARRAYOID, INT8OID};
-			Datum		values[2] = {r->key_from, Int64GetDatum(t->chunk - 1)};
-			char		nulls[2] = {r->key_from ? ' ' : 'n', ' '};
-
-			sql = ua_verify_bound_sql(t->relid, t->key_columns, r->key_from != (Datum) 0);
-			ua_spi_exec_typed(sql, 2, types, values, nulls, SPI_OK_SELECT);
-			r->key_to = SPI_processed == 0 ? (Datum) 0
-				: ua_verify_text_array(ua_spi_getvalue(0, 1, cxt), cxt);
-		}
+		/*
+		 * A range pass reads the next t->chunk rows in key order: the last
+		 * one's key is the range's upper bound (none when fewer were left:
+		 * the range runs to the end of the table, and the lock keeps it so).
+		 */
 		sql = ua_verify_range_sql(t->relid, r->mode, t->key_columns, t->columns,
-								  r->key_from != (Datum) 0, r->key_to != (Datum) 0,
-								  whole);
+								  r->key_from != (Datum) 0,
+								  !ordered && r->key_to != (Datum) 0,
+								  whole, ordered, &lead);
 
 		/*
 		 * The commit releases the lock: it need not wait for the WAL flush
@@ -446,8 +421,12 @@ ua_verify_write_range(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
 		LockRelationOid(t->relid, ShareLock);
 		locked_at = GetCurrentTimestamp();
 
-		ua_verify_compute(sql, r->key_from, r->key_to,
-						  (int64) run->chunk_rows + 1, &r->here, cxt);
+		ua_verify_compute(sql, lead, with_keys, ordered, r->key_from,
+						  ordered ? (Datum) 0 : r->key_to,
+						  ordered ? (int64) t->chunk : (int64) run->chunk_rows + 1,
+						  &r->here, cxt);
+		if (ordered)
+			r->key_to = r->here.rows < t->chunk ? (Datum) 0 : r->here.last_key;
 		if (whole && r->here.rows > run->chunk_rows)
 			result = UA_VW_TOO_LARGE;
 		else
@@ -518,18 +497,20 @@ ua_verify_write_range(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
 
 /*
  * ua_verify_fetch
- *		Wait until the peer has computed every range of pending[0..n-1]
- *		(consecutive range numbers), then compare each with this side and
- *		record the differences; a differing range, when the run asks for
- *		keys, is compared again key by key.  Throws 57014 when the peer
+ *		Compare with this side the ranges of pending[0..n-1] (in range
+ *		number order) that the peer has computed, in order, stopping at the
+ *		first it has not; with wait, first wait until it has computed them
+ *		all.  Records every difference; a differing range, when the run asks
+ *		for keys, is compared again key by key.  Returns how many of pending
+ *		were compared (all of them with wait).  Throws 57014 when the peer
  *		lacks a range after the run's timeout.
  */
 static void ua_verify_run_range(UaVerifyRun *run, UaVerifyTable *t,
 								UaVerifyRange *r, MemoryContext cxt);
 
-static void
+static int
 ua_verify_fetch(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *pending,
-				int n, MemoryContext cxt)
+				int n, bool wait, MemoryContext cxt)
 {
 	TimestampTz start = GetCurrentTimestamp();
 	TimestampTz deadline = TimestampTzPlusMilliseconds(start, run->timeout_ms);
@@ -539,9 +520,11 @@ ua_verify_fetch(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *pending,
 	char		to[32];
 	const char *params[4] = {origin, runbuf, from, to};
 	PGresult   *res = NULL;
+	int			done = 0;
+	int			row = 0;
 
 	if (n == 0)
-		return;
+		return 0;
 	snprintf(origin, sizeof(origin), INT64_FORMAT, run->origin);
 	snprintf(runbuf, sizeof(runbuf), INT64_FORMAT, run->run_id);
 	snprintf(from, sizeof(from), INT64_FORMAT, pending[0].range_no);
@@ -549,6 +532,8 @@ ua_verify_fetch(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *pending,
 
 	for (;;)
 	{
+		int			have = 0;
+
 		ua_xact_begin("verify: waiting for the peer");
 		res = ua_verify_peer_query(run,
 								   "SELECT range_no, rows_there, sum_there::pg_catalog.text,"
@@ -562,7 +547,17 @@ ua_verify_fetch(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *pending,
 								   " ORDER BY range_no",
 								   4, params, deadline);
 		ua_xact_end(cxt);
-		if (PQntuples(res) == n)
+		/* The rows may include keys passes numbered among them: count ours. */
+		for (int i = 0, j = 0; i < PQntuples(res) && j < n; i++)
+		{
+			int64		no = strtoi64(PQgetvalue(res, i, 0), NULL, 10);
+
+			while (j < n && pending[j].range_no < no)
+				j++;
+			if (j < n && pending[j].range_no == no)
+				have++, j++;
+		}
+		if (have == n || !wait)
 			break;
 		PQclear(res);
 		res = NULL;
@@ -582,17 +577,28 @@ ua_verify_fetch(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *pending,
 					   UA_WE_PEER);
 	}
 
-	for (int i = 0; i < n; i++)
+	for (done = 0; done < n && !t->not_comparable; done++)
 	{
-		UaVerifyRange *r = &pending[i];
-		const char *error = PQgetisnull(res, i, 3) ? NULL : PQgetvalue(res, i, 3);
+		UaVerifyRange *r = &pending[done];
+		const char *error;
 		int64		rows_there;
+		int			i;
+
+		while (row < PQntuples(res) &&
+			   strtoi64(PQgetvalue(res, row, 0), NULL, 10) < r->range_no)
+			row++;
+		if (row >= PQntuples(res) ||
+			strtoi64(PQgetvalue(res, row, 0), NULL, 10) != r->range_no)
+			break;				/* not computed yet: later */
+		i = row++;
+		error = PQgetisnull(res, i, 3) ? NULL : PQgetvalue(res, i, 3);
 
 		if (error)
 		{
 			t->not_comparable = true;
 			t->note = MemoryContextStrdup(t->cxt, error);
 			ua_verify_add_diff(run, t, "not comparable", r, 0, false, error);
+			done++;
 			break;
 		}
 		rows_there = strtoi64(PQgetvalue(res, i, 1), NULL, 10);
@@ -633,6 +639,7 @@ ua_verify_fetch(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *pending,
 		}
 	}
 	PQclear(res);
+	return done;
 }
 
 /*
@@ -725,7 +732,7 @@ ua_verify_run_range(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
 {
 	r->range_no = run->next_range++;
 	if (ua_verify_write_retrying(run, t, r, cxt))
-		ua_verify_fetch(run, t, r, 1, cxt);
+		(void) ua_verify_fetch(run, t, r, 1, true, cxt);
 }
 
 /*
@@ -770,8 +777,9 @@ ua_verify_set_table(UaVerifyRun *run, UaVerifyTable *t, const char *state)
 static void
 ua_verify_one_table(UaVerifyRun *run, UaVerifyTable *t, MemoryContext cxt)
 {
-	UaVerifyRange pending[UA_VERIFY_BATCH];
+	UaVerifyRange *pending;
 	int			npending = 0;
+	int			since_look = 0;
 	Datum		from = (Datum) 0;
 	bool		last = false;
 	MemoryContext batchcxt;
@@ -780,6 +788,7 @@ ua_verify_one_table(UaVerifyRun *run, UaVerifyTable *t, MemoryContext cxt)
 	t->chunk = run->chunk_rows;
 	batchcxt = AllocSetContextCreate(cxt, "upgrade_assist verify batch",
 									 ALLOCSET_DEFAULT_SIZES);
+	pending = MemoryContextAlloc(cxt, sizeof(UaVerifyRange) * UA_VERIFY_IN_FLIGHT);
 
 	ua_verify_set_table(run, t, "running");
 	if (!ua_verify_describe(run, t, cxt))
@@ -810,21 +819,39 @@ ua_verify_one_table(UaVerifyRun *run, UaVerifyTable *t, MemoryContext cxt)
 			break;
 		}
 		npending++;
+		since_look++;
 		last = (r->key_to == (Datum) 0);
 		from = r->key_to;
-		if (npending == UA_VERIFY_BATCH || last)
-		{
-			MemoryContext old;
 
-			ua_verify_fetch(run, t, pending, npending, batchcxt);
-			npending = 0;
-			/* Only the next range's lower bound outlives the batch. */
-			old = MemoryContextSwitchTo(cxt);
-			if (from != (Datum) 0)
-				from = datumCopy(from, false, -1);
-			MemoryContextSwitchTo(old);
-			MemoryContextReset(batchcxt);
-			if (!last && !t->not_comparable)
+		/*
+		 * The peer computes each range as it applies it, while this side
+		 * goes on with the next: every UA_VERIFY_BATCH ranges, compare
+		 * those it has done without waiting; wait for them all only when
+		 * UA_VERIFY_IN_FLIGHT are written and not compared, and at the end.
+		 */
+		if (since_look == UA_VERIFY_BATCH || last || npending == UA_VERIFY_IN_FLIGHT)
+		{
+			bool		drain = last || npending == UA_VERIFY_IN_FLIGHT;
+			int			done;
+
+			since_look = 0;
+			done = ua_verify_fetch(run, t, pending, npending, drain, batchcxt);
+			if (done > 0 && done < npending)
+				memmove(pending, pending + done,
+						sizeof(UaVerifyRange) * (npending - done));
+			npending -= done;
+			if (npending == 0)
+			{
+				MemoryContext old;
+
+				/* Only the next range's lower bound outlives the batch. */
+				old = MemoryContextSwitchTo(cxt);
+				if (from != (Datum) 0)
+					from = datumCopy(from, false, -1);
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(batchcxt);
+			}
+			if (done > 0 && !last && !t->not_comparable)
 				ua_verify_set_table(run, t, "running");
 		}
 	}
