@@ -9,21 +9,23 @@
  *
  * Consistency.  For each range the worker takes the table in SHARE mode
  * (writers wait; a writer already in flight is waited for, at most
- * upgrade_assist.verify_lock_timeout), computes the range's count and
- * checksum and inserts them as one row of verify_range, alone in its
- * transaction, then commits, which releases the lock.  Every change of the
- * table committed before that commit is in the checksum, none committed
- * after it is.  Replication carries transactions in commit order, so the
- * peer applies the row after exactly the changes counted, and the replica
- * trigger computes the peer's count and checksum of the range right then,
- * in the apply worker's transaction: both describe the same position of the
- * stream.  The trigger never fails the apply: an error is stored in the row.
+ * upgrade_assist.verify_lock_timeout), has its helper take a snapshot (or
+ * computes the range itself) and inserts the range as one row of
+ * verify_range, alone in its transaction, then commits, which releases the
+ * lock.  Every change of the table committed before that commit is in the
+ * snapshot, none committed after it is (verify_worker.c).  Replication
+ * carries transactions in commit order, so the peer applies the row after
+ * exactly the changes counted, and the replica trigger computes the peer's
+ * count and checksum of the range right then, in the apply worker's
+ * transaction: both describe the same position of the stream.  The trigger
+ * never fails the apply: an error is stored in the row.
  *
- * The checksum is the sum of hashtextextended() over the text of each row
- * (its columns named in the primary's order), count beside it: independent
- * of the order rows are read in, and of session settings, which both sides
- * pin (ua_verify_pin_settings).  Key ranges compare collatable keys under
- * "C", so both sides cut the same set of rows whatever their collations.
+ * The checksum is the sum modulo 2^64 of a hash of each row (its columns
+ * named in the primary's order, each as canonical bytes or as its output
+ * text: ua_verify_row_hash), count beside it: independent of the order rows
+ * are read in, and of session settings, which both sides pin
+ * (ua_verify_pin_settings).  Key ranges compare collatable keys under "C",
+ * so both sides cut the same set of rows whatever their collations.
  *
  * Shared memory (UaVerifyShared, LWLock tranche "upgrade_assist verify")
  * holds one slot per active run: its id, database, role, launching
@@ -87,6 +89,7 @@
 double		ua_verify_throttle = 5.0;
 int			ua_verify_lock_timeout = 20;
 int			ua_verify_max_lock_time = 50;
+bool		ua_verify_helper = true;
 
 /* Shared state; NULL unless the library was preloaded. */
 UaVerifyShared *ua_verify = NULL;
@@ -117,6 +120,13 @@ ua_verify_init(void)
 							20, 1, 10000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("upgrade_assist.verify_helper",
+							 "Whether verify() computes the primary's side of a range in a helper, from a snapshot taken under the range's lock.",
+							 "The lock is then held only while the snapshot is taken and the range's row is committed.  Off: the worker computes under the lock.",
+							 &ua_verify_helper,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 	DefineCustomIntVariable("upgrade_assist.verify_max_lock_time",
 							"How long verify() aims to hold a range's table lock at most.",
 							"A range that held it longer makes the next ones smaller; chunk_rows is the most rows a range has.",
@@ -304,6 +314,42 @@ ua_verify_qualified(Oid relid)
 }
 
 /*
+ * ua_verify_bound_sql
+ *		The statement that finds a range's upper bound on the primary without
+ *		a lock (any key will do: the range is what lies between its bounds
+ *		when its row commits): the key ($3)-th after $1 (text[], used when
+ *		has_from) in key order, as text[]; no row when fewer are left.
+ *		Parameters as ua_verify_plan's ($2 unused).
+ */
+char *
+ua_verify_bound_sql(Oid relid, Datum key_columns, bool has_from)
+{
+	StringInfoData sql;
+	char	  **keys;
+	int			nkeys;
+
+	keys = ua_verify_names(key_columns, &nkeys);
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ARRAY[");
+	for (int i = 0; i < nkeys; i++)
+		appendStringInfo(&sql, "%s%s::pg_catalog.text", i > 0 ? ", " : "",
+						 quote_identifier(keys[i]));
+	appendStringInfo(&sql, "] FROM ONLY %s", ua_verify_qualified(relid));
+	if (has_from)
+	{
+		appendStringInfoString(&sql, " WHERE (");
+		ua_verify_key_list(&sql, relid, keys, nkeys, 0);
+		appendStringInfoString(&sql, ") > (");
+		ua_verify_key_list(&sql, relid, keys, nkeys, 1);
+		appendStringInfoChar(&sql, ')');
+	}
+	appendStringInfoString(&sql, " ORDER BY ");
+	ua_verify_key_list(&sql, relid, keys, nkeys, 0);
+	appendStringInfoString(&sql, " OFFSET $3 - 1 LIMIT 1");
+	return sql.data;
+}
+
+/*
  * ua_verify_range_sql
  *		The statement that reads one side of a range of relid (this side's
  *		table) for ua_verify_compute: the key columns first (ordered, the
@@ -401,7 +447,7 @@ static int	ua_verify_plan_next = 0;
  *		first use; the oldest of UA_VERIFY_PLANS is freed for a new one.
  *		Caller is connected to SPI.
  */
-static SPIPlanPtr
+SPIPlanPtr
 ua_verify_plan(const char *sql)
 {
 	Oid			types[3] = {TEXTARRAYOID, TEXTARRAYOID, INT8OID};

@@ -15,6 +15,7 @@
 
 #include "postgres.h"
 
+#include "executor/spi.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 
@@ -49,6 +50,25 @@ typedef struct UaVerifySlot
 	PGPROC	   *proc;
 	Oid			relid;			/* table being verified, or InvalidOid */
 	int64		rows_done;		/* rows compared in the run so far */
+
+	/*
+	 * The run's snapshot helper (verify_worker.c).  Requests are numbered;
+	 * each field is written by one side only: hreq, hrange, horigin, hgo,
+	 * hgo_ok by the worker, the others by the helper.
+	 */
+	PGPROC	   *helper_proc;	/* NULL: no helper */
+	int			helper_pid;
+	uint64		hreq;			/* a snapshot asked for */
+	int64		horigin;		/* ... for this verify_range row */
+	int64		hrange;
+	uint64		htaken;			/* the helper holds the snapshot of hreq */
+	uint64		hgo;			/* the worker committed (hgo_ok) or gave up */
+	bool		hgo_ok;
+	uint64		hdone;			/* the helper's result of this request: */
+	int64		hrows;
+	int64		hsum;
+	bool		herror;
+	char		hmessage[256];
 } UaVerifySlot;
 
 typedef struct UaVerifyShared
@@ -71,6 +91,7 @@ typedef struct UaVerifySums
 extern double ua_verify_throttle;
 extern int	ua_verify_lock_timeout;
 extern int	ua_verify_max_lock_time;
+extern bool ua_verify_helper;
 
 /* verify.c */
 extern UaVerifyShared *ua_verify;
@@ -78,10 +99,12 @@ extern void ua_verify_init(void);
 extern void ua_verify_shmem_request(void);
 extern void ua_verify_shmem_startup(void);
 extern int	ua_verify_pin_settings(void);
+extern char *ua_verify_bound_sql(Oid relid, Datum key_columns, bool has_from);
 extern char *ua_verify_range_sql(Oid relid, const char *mode,
 								 Datum key_columns, Datum columns,
 								 bool has_from, bool has_to, bool limited,
 								 bool ordered, int *lead);
+extern SPIPlanPtr ua_verify_plan(const char *sql);
 extern void ua_verify_compute(const char *sql, int lead, bool with_keys,
 							  bool ordered, Datum key_from, Datum key_to,
 							  int64 row_limit, UaVerifySums *out,
@@ -89,5 +112,6 @@ extern void ua_verify_compute(const char *sql, int lead, bool with_keys,
 
 /* verify_worker.c */
 PGDLLEXPORT void ua_verify_worker_main(Datum main_arg);
+PGDLLEXPORT void ua_verify_helper_main(Datum main_arg);
 
 #endif							/* UA_VERIFY_H */
