@@ -915,8 +915,10 @@ GRANT SELECT ON upgrade_assist.cutover_progress TO pg_monitor;
 -- table with the peer range by range, each range on both sides at the same
 -- position of the replication stream.  See docs/verify.md.
 --   verify_range: one row per range.  The primary inserts it, alone in its
---     transaction, while it holds the table in SHARE mode, with its own
---     count and checksum; replication carries it in commit order to the
+--     transaction, while it holds the table in SHARE mode (with its own
+--     count and checksum when it computed them under the lock; NULL when
+--     its snapshot helper computes them after the commit, from a snapshot
+--     taken under the lock); replication carries it in commit order to the
 --     peer, whose replica trigger verify_range_apply computes the peer's
 --     count and checksum of the same range into the row as it is applied.
 --     A row of this cluster's origin that comes back (reverse direction)
@@ -936,8 +938,8 @@ CREATE TABLE upgrade_assist.verify_range (
     key_from     text[],
     key_to       text[],
     row_limit    bigint,
-    rows_here    bigint      NOT NULL,
-    sum_here     numeric     NOT NULL,
+    rows_here    bigint,
+    sum_here     numeric,
     keys_here    text[],
     hashes_here  bigint[],
     lock_ms      float8      NOT NULL,

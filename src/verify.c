@@ -9,21 +9,23 @@
  *
  * Consistency.  For each range the worker takes the table in SHARE mode
  * (writers wait; a writer already in flight is waited for, at most
- * upgrade_assist.verify_lock_timeout), computes the range's count and
- * checksum and inserts them as one row of verify_range, alone in its
- * transaction, then commits, which releases the lock.  Every change of the
- * table committed before that commit is in the checksum, none committed
- * after it is.  Replication carries transactions in commit order, so the
- * peer applies the row after exactly the changes counted, and the replica
- * trigger computes the peer's count and checksum of the range right then,
- * in the apply worker's transaction: both describe the same position of the
- * stream.  The trigger never fails the apply: an error is stored in the row.
+ * upgrade_assist.verify_lock_timeout), has its helper take a snapshot (or
+ * computes the range itself) and inserts the range as one row of
+ * verify_range, alone in its transaction, then commits, which releases the
+ * lock.  Every change of the table committed before that commit is in the
+ * snapshot, none committed after it is (verify_worker.c).  Replication
+ * carries transactions in commit order, so the peer applies the row after
+ * exactly the changes counted, and the replica trigger computes the peer's
+ * count and checksum of the range right then, in the apply worker's
+ * transaction: both describe the same position of the stream.  The trigger
+ * never fails the apply: an error is stored in the row.
  *
- * The checksum is the sum of hashtextextended() over the text of each row
- * (its columns named in the primary's order), count beside it: independent
- * of the order rows are read in, and of session settings, which both sides
- * pin (ua_verify_pin_settings).  Key ranges compare collatable keys under
- * "C", so both sides cut the same set of rows whatever their collations.
+ * The checksum is the sum modulo 2^64 of a hash of each row (its columns
+ * named in the primary's order, each as canonical bytes or as its output
+ * text: ua_verify_row_hash), count beside it: independent of the order rows
+ * are read in, and of session settings, which both sides pin
+ * (ua_verify_pin_settings).  Key ranges compare collatable keys under "C",
+ * so both sides cut the same set of rows whatever their collations.
  *
  * Shared memory (UaVerifyShared, LWLock tranche "upgrade_assist verify")
  * holds one slot per active run: its id, database, role, launching
@@ -38,6 +40,7 @@
  */
 #include "postgres.h"
 
+#include <math.h>
 #include <signal.h>
 
 #include "access/htup_details.h"
@@ -48,6 +51,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
+#include "common/hashfn.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
@@ -63,12 +67,16 @@
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
+#include "utils/datum.h"
+#include "utils/float.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 #include "utils/resowner.h"
 #include "utils/timestamp.h"
+#include "utils/uuid.h"
 
 #include "compat.h"
 #include "fence.h"
@@ -81,6 +89,7 @@
 double		ua_verify_throttle = 5.0;
 int			ua_verify_lock_timeout = 20;
 int			ua_verify_max_lock_time = 50;
+bool		ua_verify_helper = true;
 
 /* Shared state; NULL unless the library was preloaded. */
 UaVerifyShared *ua_verify = NULL;
@@ -111,6 +120,13 @@ ua_verify_init(void)
 							20, 1, 10000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+	DefineCustomBoolVariable("upgrade_assist.verify_helper",
+							 "Whether verify() computes the primary's side of a range in a helper, from a snapshot taken under the range's lock.",
+							 "The lock is then held only while the snapshot is taken and the range's row is committed.  Off: the worker computes under the lock.",
+							 &ua_verify_helper,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
 	DefineCustomIntVariable("upgrade_assist.verify_max_lock_time",
 							"How long verify() aims to hold a range's table lock at most.",
 							"A range that held it longer makes the next ones smaller; chunk_rows is the most rows a range has.",
@@ -298,77 +314,12 @@ ua_verify_qualified(Oid relid)
 }
 
 /*
- * ua_verify_range_sql
- *		The statement that computes one side of a range of relid (this
- *		side's table): count(*) and the sum of the rows' hashes as text, and
- *		in keys mode also every key's text and hash as text[] and bigint[]
- *		(text).  Parameters: $1 text[] lower bound (exclusive, used when
- *		has_from), $2 text[] upper bound (inclusive, when has_to), $3 int8
- *		the most rows read (when limited).  key_columns and columns are
- *		text[] datums of column names, in the primary's order; throws 42703
- *		for a column this side lacks.
- */
-char *
-ua_verify_range_sql(Oid relid, const char *mode, Datum key_columns,
-					Datum columns, bool has_from, bool has_to, bool limited)
-{
-	StringInfoData sql;
-	char	  **keys = NULL;
-	char	  **cols;
-	int			nkeys = 0;
-	int			ncols;
-	bool		with_keys = strcmp(mode, UA_VERIFY_MODE_KEYS) == 0;
-
-	if (key_columns != (Datum) 0)
-		keys = ua_verify_names(key_columns, &nkeys);
-	cols = ua_verify_names(columns, &ncols);
-
-	initStringInfo(&sql);
-	appendStringInfoString(&sql,
-						   "SELECT pg_catalog.count(*)::pg_catalog.int8,"
-						   " COALESCE(pg_catalog.sum(s.h), 0)::pg_catalog.text");
-	if (with_keys)
-		appendStringInfoString(&sql,
-							   ", pg_catalog.array_agg(s.k)::pg_catalog.text,"
-							   " pg_catalog.array_agg(s.h)::pg_catalog.text");
-	else
-		appendStringInfoString(&sql, ", NULL::pg_catalog.text, NULL::pg_catalog.text");
-	appendStringInfoString(&sql, " FROM (SELECT ");
-	if (with_keys)
-	{
-		if (nkeys == 1)
-			appendStringInfo(&sql, "%s::pg_catalog.text", quote_identifier(keys[0]));
-		else
-		{
-			appendStringInfoString(&sql, "ROW(");
-			for (int i = 0; i < nkeys; i++)
-				appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "",
-								 quote_identifier(keys[i]));
-			appendStringInfoString(&sql, ")::pg_catalog.text");
-		}
-		appendStringInfoString(&sql, " AS k, ");
-	}
-	appendStringInfoString(&sql, "pg_catalog.hashtextextended(ROW(");
-	for (int i = 0; i < ncols; i++)
-	{
-		(void) ua_verify_column_type(relid, cols[i]);
-		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "",
-						 quote_identifier(cols[i]));
-	}
-	appendStringInfo(&sql, ")::pg_catalog.text, 0) AS h FROM ONLY %s",
-					 ua_verify_qualified(relid));
-	ua_verify_range_cond(&sql, relid, keys, nkeys, has_from, has_to);
-	if (limited)
-		appendStringInfoString(&sql, " LIMIT $3");
-	appendStringInfoString(&sql, ") s");
-	return sql.data;
-}
-
-/*
  * ua_verify_bound_sql
- *		The statement that finds a range's upper bound on the primary: the
- *		key ($2 + 1)-th after $1 (text[], used when has_from) in key order,
- *		as text[]; no row when fewer are left.
+ *		The statement that finds a range's upper bound on the primary without
+ *		a lock (any key will do: the range is what lies between its bounds
+ *		when its row commits): the key ($3)-th after $1 (text[], used when
+ *		has_from) in key order, as text[]; no row when fewer are left.
+ *		Parameters as ua_verify_plan's ($2 unused).
  */
 char *
 ua_verify_bound_sql(Oid relid, Datum key_columns, bool has_from)
@@ -383,8 +334,7 @@ ua_verify_bound_sql(Oid relid, Datum key_columns, bool has_from)
 	for (int i = 0; i < nkeys; i++)
 		appendStringInfo(&sql, "%s%s::pg_catalog.text", i > 0 ? ", " : "",
 						 quote_identifier(keys[i]));
-	appendStringInfo(&sql, "]::pg_catalog.text FROM ONLY %s",
-					 ua_verify_qualified(relid));
+	appendStringInfo(&sql, "] FROM ONLY %s", ua_verify_qualified(relid));
 	if (has_from)
 	{
 		appendStringInfoString(&sql, " WHERE (");
@@ -395,35 +345,433 @@ ua_verify_bound_sql(Oid relid, Datum key_columns, bool has_from)
 	}
 	appendStringInfoString(&sql, " ORDER BY ");
 	ua_verify_key_list(&sql, relid, keys, nkeys, 0);
-	appendStringInfoString(&sql, " OFFSET $2 LIMIT 1");
+	appendStringInfoString(&sql, " OFFSET $3 - 1 LIMIT 1");
 	return sql.data;
 }
 
 /*
- * ua_verify_compute
- *		Run a statement of ua_verify_range_sql with its parameters (NULL
- *		datums: no bound) and store its answer in *out, allocated in cxt.
- *		Caller is connected to SPI with the settings pinned.
+ * ua_verify_range_sql
+ *		The statement that reads one side of a range of relid (this side's
+ *		table) for ua_verify_compute: the key columns first (ordered, the
+ *		primary's range pass: their text of the last row is the range's
+ *		upper bound) or the key's text (keys mode), then every column of
+ *		columns, in that order.  Parameters: $1 text[] lower bound
+ *		(exclusive, used when has_from), $2 text[] upper bound (inclusive,
+ *		when has_to), $3 int8 the most rows read (when limited or ordered).
+ *		Ordered reads the rows in key order ("C" for collatable keys), at
+ *		most $3 of them.  key_columns and columns are text[] datums of
+ *		column names, in the primary's order; throws 42703 for a column this
+ *		side lacks.  *lead receives the number of columns before the hashed
+ *		ones.
  */
-void
-ua_verify_compute(const char *sql, Datum key_from, Datum key_to,
-				  int64 row_limit, UaVerifySums *out, MemoryContext cxt)
+char *
+ua_verify_range_sql(Oid relid, const char *mode, Datum key_columns,
+					Datum columns, bool has_from, bool has_to, bool limited,
+					bool ordered, int *lead)
+{
+	StringInfoData sql;
+	char	  **keys = NULL;
+	char	  **cols;
+	int			nkeys = 0;
+	int			ncols;
+	bool		with_keys = strcmp(mode, UA_VERIFY_MODE_KEYS) == 0;
+
+	if (key_columns != (Datum) 0)
+		keys = ua_verify_names(key_columns, &nkeys);
+	cols = ua_verify_names(columns, &ncols);
+	if (ordered && nkeys == 0)
+		elog(ERROR, "an ordered range needs a key");
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	*lead = 0;
+	if (ordered)
+	{
+		for (int i = 0; i < nkeys; i++)
+			appendStringInfo(&sql, "%s, ", quote_identifier(keys[i]));
+		*lead = nkeys;
+	}
+	else if (with_keys)
+	{
+		if (nkeys == 1)
+			appendStringInfo(&sql, "%s::pg_catalog.text, ", quote_identifier(keys[0]));
+		else
+		{
+			appendStringInfoString(&sql, "ROW(");
+			for (int i = 0; i < nkeys; i++)
+				appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "",
+								 quote_identifier(keys[i]));
+			appendStringInfoString(&sql, ")::pg_catalog.text, ");
+		}
+		*lead = 1;
+	}
+	for (int i = 0; i < ncols; i++)
+	{
+		(void) ua_verify_column_type(relid, cols[i]);
+		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "",
+						 quote_identifier(cols[i]));
+	}
+	appendStringInfo(&sql, " FROM ONLY %s", ua_verify_qualified(relid));
+	ua_verify_range_cond(&sql, relid, keys, nkeys, has_from, has_to);
+	if (ordered)
+	{
+		appendStringInfoString(&sql, " ORDER BY ");
+		ua_verify_key_list(&sql, relid, keys, nkeys, 0);
+	}
+	if (limited || ordered)
+		appendStringInfoString(&sql, " LIMIT $3");
+	return sql.data;
+}
+
+/*
+ * The statements of ranges are prepared once per process and kept: the
+ * worker runs the same few for every range of a table, the apply worker's
+ * trigger the same few for every range it applies.  Keyed by their text
+ * (which names the table and every column), so a changed column list is
+ * another statement; the plan cache replans after DDL by itself.
+ */
+#define UA_VERIFY_PLANS 16
+
+typedef struct UaVerifyPlan
+{
+	char	   *sql;
+	SPIPlanPtr	plan;
+} UaVerifyPlan;
+
+static UaVerifyPlan ua_verify_plans[UA_VERIFY_PLANS];
+static int	ua_verify_plan_next = 0;
+
+/*
+ * ua_verify_plan
+ *		The kept plan of sql (parameters text[], text[], int8), prepared on
+ *		first use; the oldest of UA_VERIFY_PLANS is freed for a new one.
+ *		Caller is connected to SPI.
+ */
+SPIPlanPtr
+ua_verify_plan(const char *sql)
 {
 	Oid			types[3] = {TEXTARRAYOID, TEXTARRAYOID, INT8OID};
+	UaVerifyPlan *p;
+	SPIPlanPtr	plan;
+
+	for (int i = 0; i < UA_VERIFY_PLANS; i++)
+		if (ua_verify_plans[i].sql && strcmp(ua_verify_plans[i].sql, sql) == 0)
+			return ua_verify_plans[i].plan;
+	plan = SPI_prepare(sql, 3, types);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	p = &ua_verify_plans[ua_verify_plan_next];
+	ua_verify_plan_next = (ua_verify_plan_next + 1) % UA_VERIFY_PLANS;
+	if (p->plan)
+		SPI_freeplan(p->plan);
+	if (p->sql)
+		pfree(p->sql);
+	p->sql = MemoryContextStrdup(TopMemoryContext, sql);
+	p->plan = plan;
+	return plan;
+}
+
+/*
+ * How the checksum reads a column: the value's own bytes where they are the
+ * same on every cluster that holds the same value (what replication's text
+ * round trip gives back bit for bit), the output function's text otherwise.
+ */
+typedef enum UaVerifyKind
+{
+	UA_VK_INT,					/* int2, int4, int8, oid: as int64 */
+	UA_VK_FLOAT4,
+	UA_VK_FLOAT8,				/* NaN as one value */
+	UA_VK_BOOL,
+	UA_VK_WORD,					/* date, time, timestamp(tz), money: as int64 */
+	UA_VK_UUID,
+	UA_VK_BYTES,				/* text, varchar, bpchar, bytea: detoasted bytes */
+	UA_VK_TEXT					/* anything else: output function, pinned settings */
+} UaVerifyKind;
+
+typedef struct UaVerifyCol
+{
+	UaVerifyKind kind;
+	Oid			typid;			/* the base type */
+	FmgrInfo	out;
+} UaVerifyCol;
+
+static UaVerifyKind
+ua_verify_kind(Oid typid)
+{
+	switch (typid)
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case OIDOID:
+			return UA_VK_INT;
+		case FLOAT4OID:
+			return UA_VK_FLOAT4;
+		case FLOAT8OID:
+			return UA_VK_FLOAT8;
+		case BOOLOID:
+			return UA_VK_BOOL;
+		case DATEOID:
+		case TIMEOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+		case CASHOID:
+			return UA_VK_WORD;
+		case UUIDOID:
+			return UA_VK_UUID;
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+		case BYTEAOID:
+			return UA_VK_BYTES;
+		default:
+			return UA_VK_TEXT;
+	}
+}
+
+/* Append v to buf as 8 bytes, least significant first (any byte order). */
+static inline void
+ua_verify_put64(StringInfo buf, uint64 v)
+{
+	char		b[8];
+
+	for (int i = 0; i < 8; i++)
+		b[i] = (char) ((v >> (8 * i)) & 0xff);
+	appendBinaryStringInfo(buf, b, 8);
+}
+
+/*
+ * ua_verify_row_hash
+ *		Hash of the columns lead.. of a row: each column as a tag, and for
+ *		variable-length values a length, then its bytes, the whole hashed
+ *		once (so NULL, empty and shifted values all differ).
+ */
+static uint64
+ua_verify_row_hash(Datum *values, bool *nulls, int lead, int natts,
+				   UaVerifyCol *cols, StringInfo buf)
+{
+	resetStringInfo(buf);
+	for (int i = lead; i < natts; i++)
+	{
+		Datum		d = values[i];
+
+		if (nulls[i])
+		{
+			appendStringInfoChar(buf, 'N');
+			continue;
+		}
+		switch (cols[i].kind)
+		{
+			case UA_VK_INT:
+				appendStringInfoChar(buf, 'i');
+				ua_verify_put64(buf, (uint64) (cols[i].typid == INT2OID ?
+											   (int64) DatumGetInt16(d) :
+											   cols[i].typid == INT4OID ?
+											   (int64) DatumGetInt32(d) :
+											   cols[i].typid == OIDOID ?
+											   (int64) DatumGetObjectId(d) :
+											   DatumGetInt64(d)));
+				break;
+			case UA_VK_FLOAT4:
+				{
+					float4		f = DatumGetFloat4(d);
+					uint32		u;
+
+					if (isnan(f))
+						f = get_float4_nan();
+					memcpy(&u, &f, sizeof(u));
+					appendStringInfoChar(buf, 'r');
+					ua_verify_put64(buf, u);
+				}
+				break;
+			case UA_VK_FLOAT8:
+				{
+					float8		f = DatumGetFloat8(d);
+					uint64		u;
+
+					if (isnan(f))
+						f = get_float8_nan();
+					memcpy(&u, &f, sizeof(u));
+					appendStringInfoChar(buf, 'd');
+					ua_verify_put64(buf, u);
+				}
+				break;
+			case UA_VK_BOOL:
+				appendStringInfoChar(buf, DatumGetBool(d) ? 'T' : 'F');
+				break;
+			case UA_VK_WORD:
+				appendStringInfoChar(buf, 'w');
+				if (cols[i].typid == DATEOID)
+					ua_verify_put64(buf, (uint64) (int64) DatumGetDateADT(d));
+				else
+					ua_verify_put64(buf, (uint64) DatumGetInt64(d));
+				break;
+			case UA_VK_UUID:
+				appendStringInfoChar(buf, 'u');
+				appendBinaryStringInfo(buf, (char *) DatumGetPointer(d), UUID_LEN);
+				break;
+			case UA_VK_BYTES:
+				{
+					struct varlena *v = PG_DETOAST_DATUM_PACKED(d);
+
+					appendStringInfoChar(buf, 'b');
+					ua_verify_put64(buf, VARSIZE_ANY_EXHDR(v));
+					appendBinaryStringInfo(buf, VARDATA_ANY(v), VARSIZE_ANY_EXHDR(v));
+					if ((Pointer) v != DatumGetPointer(d))
+						pfree(v);
+				}
+				break;
+			case UA_VK_TEXT:
+				{
+					char	   *s = OutputFunctionCall(&cols[i].out, d);
+					size_t		len = strlen(s);
+
+					appendStringInfoChar(buf, 't');
+					ua_verify_put64(buf, len);
+					appendBinaryStringInfo(buf, s, len);
+					pfree(s);
+				}
+				break;
+		}
+	}
+	return DatumGetUInt64(hash_any_extended((unsigned char *) buf->data,
+											buf->len, 0));
+}
+
+/*
+ * ua_verify_compute
+ *		Run a statement of ua_verify_range_sql (lead: its *lead) with its
+ *		parameters (NULL datums: no bound) and store in *out, allocated in
+ *		cxt, the rows' count and the sum (modulo 2^64) of their hashes; in
+ *		keys mode also every key's text and hash as text[] and bigint[]
+ *		(text); for an ordered statement the last row's key columns' text as
+ *		a text[] datum in out->last_key (0 when no row).  The rows are read
+ *		through a cursor and hashed in C, UA_VERIFY_FETCH at a time.  Caller
+ *		is connected to SPI with the settings pinned; the statement takes a
+ *		snapshot of its own (it sees what committed before it began).
+ */
+#define UA_VERIFY_FETCH 1000
+
+void
+ua_verify_compute(const char *sql, int lead, bool with_keys, bool ordered,
+				  Datum key_from, Datum key_to, int64 row_limit,
+				  UaVerifySums *out, MemoryContext cxt)
+{
 	Datum		values[3];
 	char		nulls[3] = "   ";
-	bool		isnull;
+	Portal		portal;
+	UaVerifyCol *cols = NULL;
+	int			natts = 0;
+	uint64		sum = 0;
+	int64		rows = 0;
+	StringInfoData buf;
+	Datum	   *tv = NULL;
+	bool	   *tn = NULL;
+	MemoryContext batch;
+	MemoryContext old;
+	ArrayBuildState *keys = NULL;
+	ArrayBuildState *hashes = NULL;
 
 	values[0] = key_from;
 	nulls[0] = key_from == (Datum) 0 ? 'n' : ' ';
 	values[1] = key_to;
 	nulls[1] = key_to == (Datum) 0 ? 'n' : ' ';
 	values[2] = Int64GetDatum(row_limit);
-	ua_spi_exec_typed(sql, 3, types, values, nulls, SPI_OK_SELECT);
-	out->rows = ua_spi_getint8(0, 1, &isnull);
-	out->sum = ua_spi_getvalue(0, 2, cxt);
-	out->keys = ua_spi_getvalue(0, 3, cxt);
-	out->hashes = ua_spi_getvalue(0, 4, cxt);
+	out->last_key = (Datum) 0;
+	out->keys = out->hashes = NULL;
+
+	portal = SPI_cursor_open(NULL, ua_verify_plan(sql), values, nulls, false);
+	batch = AllocSetContextCreate(CurrentMemoryContext, "upgrade_assist verify rows",
+								  ALLOCSET_DEFAULT_SIZES);
+	initStringInfo(&buf);
+	if (with_keys)
+	{
+		keys = initArrayResult(TEXTOID, CurrentMemoryContext, false);
+		hashes = initArrayResult(INT8OID, CurrentMemoryContext, false);
+	}
+	for (;;)
+	{
+		SPITupleTable *tt;
+
+		CHECK_FOR_INTERRUPTS();
+		SPI_cursor_fetch(portal, true, UA_VERIFY_FETCH);
+		tt = SPI_tuptable;
+		if (cols == NULL)
+		{
+			natts = tt->tupdesc->natts;
+			cols = palloc(sizeof(UaVerifyCol) * natts);
+			tv = palloc(sizeof(Datum) * natts);
+			tn = palloc(sizeof(bool) * natts);
+			for (int i = 0; i < natts; i++)
+			{
+				Oid			typid = TupleDescAttr(tt->tupdesc, i)->atttypid;
+				Oid			outfn;
+				bool		varlena;
+
+				cols[i].typid = getBaseType(typid);
+				cols[i].kind = ua_verify_kind(cols[i].typid);
+				getTypeOutputInfo(cols[i].typid, &outfn, &varlena);
+				fmgr_info(outfn, &cols[i].out);
+			}
+		}
+		if (SPI_processed == 0)
+			break;
+		old = MemoryContextSwitchTo(batch);
+		for (uint64 r = 0; r < SPI_processed; r++)
+		{
+			uint64		h;
+
+			heap_deform_tuple(tt->vals[r], tt->tupdesc, tv, tn);
+			h = ua_verify_row_hash(tv, tn, lead, natts, cols, &buf);
+			sum += h;
+			rows++;
+			if (with_keys)
+			{
+				MemoryContextSwitchTo(old);
+				accumArrayResult(keys, tn[0] ? (Datum) 0 : datumCopy(tv[0], false, -1),
+								 tn[0], TEXTOID, CurrentMemoryContext);
+				accumArrayResult(hashes, Int64GetDatum((int64) h), false,
+								 INT8OID, CurrentMemoryContext);
+				MemoryContextSwitchTo(batch);
+			}
+			if (ordered && r == SPI_processed - 1)
+			{
+				Datum	   *k = palloc(sizeof(Datum) * lead);
+				MemoryContext o2 = MemoryContextSwitchTo(cxt);
+
+				for (int i = 0; i < lead; i++)
+					k[i] = CStringGetTextDatum(OutputFunctionCall(&cols[i].out, tv[i]));
+				if (out->last_key != (Datum) 0)
+					pfree(DatumGetPointer(out->last_key));
+				out->last_key = PointerGetDatum(construct_array(k, lead, TEXTOID, -1,
+																false, TYPALIGN_INT));
+				MemoryContextSwitchTo(o2);
+			}
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(batch);
+		SPI_freetuptable(tt);
+	}
+	SPI_cursor_close(portal);
+	MemoryContextDelete(batch);
+
+	old = MemoryContextSwitchTo(cxt);
+	out->rows = rows;
+	out->sum = psprintf(INT64_FORMAT, (int64) sum);
+	if (with_keys && rows > 0)
+	{
+		Oid			outfn;
+		bool		varlena;
+
+		getTypeOutputInfo(TEXTARRAYOID, &outfn, &varlena);
+		out->keys = OidOutputFunctionCall(outfn, makeArrayResult(keys, CurrentMemoryContext));
+		getTypeOutputInfo(INT8ARRAYOID, &outfn, &varlena);
+		out->hashes = OidOutputFunctionCall(outfn, makeArrayResult(hashes, CurrentMemoryContext));
+	}
+	MemoryContextSwitchTo(old);
+	pfree(buf.data);
 }
 
 /* ------------------------------------------------------------------------
@@ -488,6 +836,63 @@ ua_verify_check_replicated(Oid relid)
 				 errmsg("table is in subscription state \"%s\", not \"r\" (ready)", state)));
 }
 
+/* What the trigger hands to its subtransaction, and gets back. */
+typedef struct UaVerifyApply
+{
+	HeapTuple	tuple;
+	TupleDesc	desc;
+	UaVerifySums *sums;
+	MemoryContext cxt;			/* the trigger's: *sums is allocated here */
+} UaVerifyApply;
+
+/*
+ * ua_verify_apply_compute
+ *		ua_try_subxact callback of verify_range_apply: compute this side of
+ *		the range the row describes, with the settings pinned (restored
+ *		before it returns; an error restores them as the subtransaction
+ *		aborts, and releases SPI with it).
+ */
+static void
+ua_verify_apply_compute(void *arg)
+{
+	UaVerifyApply *a = (UaVerifyApply *) arg;
+	HeapTuple	tuple = a->tuple;
+	TupleDesc	desc = a->desc;
+	char	   *schemaname = TextDatumGetCString(ua_verify_getattr(tuple, desc, "schemaname"));
+	char	   *relname = TextDatumGetCString(ua_verify_getattr(tuple, desc, "relname"));
+	char	   *mode = TextDatumGetCString(ua_verify_getattr(tuple, desc, "mode"));
+	Datum		key_columns = ua_verify_getattr(tuple, desc, "key_columns");
+	Datum		columns = ua_verify_getattr(tuple, desc, "columns");
+	Datum		key_from = ua_verify_getattr(tuple, desc, "key_from");
+	Datum		key_to = ua_verify_getattr(tuple, desc, "key_to");
+	Datum		limit = ua_verify_getattr(tuple, desc, "row_limit");
+	Oid			relid;
+	int			level;
+	int			lead;
+	char	   *sql;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	level = ua_verify_pin_settings();
+	relid = RangeVarGetRelid(makeRangeVar(schemaname, relname, -1),
+							 AccessShareLock, true);
+	if (!OidIsValid(relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table \"%s.%s\" does not exist on this side",
+						schemaname, relname)));
+	ua_verify_check_replicated(relid);
+	sql = ua_verify_range_sql(relid, mode, key_columns, columns,
+							  key_from != (Datum) 0, key_to != (Datum) 0,
+							  limit != (Datum) 0, false, &lead);
+	ua_verify_compute(sql, lead, strcmp(mode, UA_VERIFY_MODE_KEYS) == 0, false,
+					  key_from, key_to,
+					  limit != (Datum) 0 ? DatumGetInt64(limit) : 0,
+					  a->sums, a->cxt);
+	AtEOXact_GUC(true, level);
+	SPI_finish();
+}
+
 /*
  * verify_range_apply() returns trigger
  *		BEFORE INSERT FOR EACH ROW trigger on upgrade_assist.verify_range,
@@ -507,9 +912,8 @@ verify_range_apply(PG_FUNCTION_ARGS)
 	TupleDesc	desc;
 	HeapTuple	tuple;
 	MemoryContext cxt = CurrentMemoryContext;
-	ResourceOwner owner = CurrentResourceOwner;
 	UaVerifySums sums = {0};
-	char	   *volatile error = NULL;
+	char	   *error = NULL;
 	TimestampTz start = GetCurrentTimestamp();
 	Datum		origin;
 	Datum		values[7];
@@ -547,62 +951,25 @@ verify_range_apply(PG_FUNCTION_ARGS)
 	if (ua_verify_getattr(tuple, desc, "computed_at") != (Datum) 0)
 		return PointerGetDatum(tuple);
 
-	BeginInternalSubTransaction(NULL);
-	PG_TRY();
 	{
-		char	   *schemaname = TextDatumGetCString(ua_verify_getattr(tuple, desc, "schemaname"));
-		char	   *relname = TextDatumGetCString(ua_verify_getattr(tuple, desc, "relname"));
-		char	   *mode = TextDatumGetCString(ua_verify_getattr(tuple, desc, "mode"));
-		Datum		key_columns = ua_verify_getattr(tuple, desc, "key_columns");
-		Datum		columns = ua_verify_getattr(tuple, desc, "columns");
-		Datum		key_from = ua_verify_getattr(tuple, desc, "key_from");
-		Datum		key_to = ua_verify_getattr(tuple, desc, "key_to");
-		Datum		limit = ua_verify_getattr(tuple, desc, "row_limit");
-		Oid			relid;
-		int			level;
-		char	   *sql;
-
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
-		level = ua_verify_pin_settings();
-		relid = RangeVarGetRelid(makeRangeVar(schemaname, relname, -1),
-								 AccessShareLock, true);
-		if (!OidIsValid(relid))
-			ereport(ERROR,
-					(errcode(ERRCODE_UNDEFINED_TABLE),
-					 errmsg("table \"%s.%s\" does not exist on this side",
-							schemaname, relname)));
-		ua_verify_check_replicated(relid);
-		sql = ua_verify_range_sql(relid, mode, key_columns, columns,
-								  key_from != (Datum) 0, key_to != (Datum) 0,
-								  limit != (Datum) 0);
-		ua_verify_compute(sql, key_from, key_to,
-						  limit != (Datum) 0 ? DatumGetInt64(limit) : 0,
-						  &sums, cxt);
-		AtEOXact_GUC(true, level);
-		SPI_finish();
-		ReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-	}
-	PG_CATCH();
-	{
+		UaVerifyApply a;
 		ErrorData  *edata;
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		FlushErrorState();
-		RollbackAndReleaseCurrentSubTransaction();
-		MemoryContextSwitchTo(cxt);
-		CurrentResourceOwner = owner;
-		/* A cancel or shutdown of the apply worker is not the range's fault. */
-		if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
-			edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
-			ReThrowError(edata);
-		error = pstrdup(edata->message ? edata->message : "unknown error");
-		FreeErrorData(edata);
+		a.tuple = tuple;
+		a.desc = desc;
+		a.sums = &sums;
+		a.cxt = cxt;
+		edata = ua_try_subxact(ua_verify_apply_compute, &a);
+		if (edata)
+		{
+			/* A cancel or shutdown of the apply worker is not the range's fault. */
+			if (edata->sqlerrcode == ERRCODE_QUERY_CANCELED ||
+				edata->sqlerrcode == ERRCODE_ADMIN_SHUTDOWN)
+				ReThrowError(edata);
+			error = pstrdup(edata->message ? edata->message : "unknown error");
+			FreeErrorData(edata);
+		}
 	}
-	PG_END_TRY();
 
 	for (int i = 0; i < 7; i++)
 	{

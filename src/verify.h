@@ -15,6 +15,7 @@
 
 #include "postgres.h"
 
+#include "executor/spi.h"
 #include "storage/lwlock.h"
 #include "storage/proc.h"
 
@@ -23,8 +24,10 @@
 /* Limits of verify()'s chunk_rows. */
 #define UA_VERIFY_MIN_CHUNK 1
 #define UA_VERIFY_MAX_CHUNK 1000000
-/* Ranges written before their results are fetched from the peer. */
+/* Ranges written between two looks at the peer's results. */
 #define UA_VERIFY_BATCH 32
+/* Ranges written and not yet compared, at most: then wait for the peer. */
+#define UA_VERIFY_IN_FLIGHT 256
 /* Fewest rows per range the adaptation to verify_max_lock_time goes down to. */
 #define UA_VERIFY_MIN_ADAPT 100
 /* A range's lock not granted: tries before the table is given up. */
@@ -47,6 +50,25 @@ typedef struct UaVerifySlot
 	PGPROC	   *proc;
 	Oid			relid;			/* table being verified, or InvalidOid */
 	int64		rows_done;		/* rows compared in the run so far */
+
+	/*
+	 * The run's snapshot helper (verify_worker.c).  Requests are numbered;
+	 * each field is written by one side only: hreq, hrange, horigin, hgo,
+	 * hgo_ok by the worker, the others by the helper.
+	 */
+	PGPROC	   *helper_proc;	/* NULL: no helper */
+	int			helper_pid;
+	uint64		hreq;			/* a snapshot asked for */
+	int64		horigin;		/* ... for this verify_range row */
+	int64		hrange;
+	uint64		htaken;			/* the helper holds the snapshot of hreq */
+	uint64		hgo;			/* the worker committed (hgo_ok) or gave up */
+	bool		hgo_ok;
+	uint64		hdone;			/* the helper's result of this request: */
+	int64		hrows;
+	int64		hsum;
+	bool		herror;
+	char		hmessage[256];
 } UaVerifySlot;
 
 typedef struct UaVerifyShared
@@ -62,12 +84,14 @@ typedef struct UaVerifySums
 	char	   *sum;			/* numeric, as text */
 	char	   *keys;			/* text[] as text, keys mode only */
 	char	   *hashes;			/* bigint[] as text, keys mode only */
+	Datum		last_key;		/* text[]: the last key read, ordered only */
 } UaVerifySums;
 
 /* GUC variables (verify.c) */
 extern double ua_verify_throttle;
 extern int	ua_verify_lock_timeout;
 extern int	ua_verify_max_lock_time;
+extern bool ua_verify_helper;
 
 /* verify.c */
 extern UaVerifyShared *ua_verify;
@@ -75,15 +99,19 @@ extern void ua_verify_init(void);
 extern void ua_verify_shmem_request(void);
 extern void ua_verify_shmem_startup(void);
 extern int	ua_verify_pin_settings(void);
+extern char *ua_verify_bound_sql(Oid relid, Datum key_columns, bool has_from);
 extern char *ua_verify_range_sql(Oid relid, const char *mode,
 								 Datum key_columns, Datum columns,
-								 bool has_from, bool has_to, bool limited);
-extern char *ua_verify_bound_sql(Oid relid, Datum key_columns, bool has_from);
-extern void ua_verify_compute(const char *sql, Datum key_from, Datum key_to,
+								 bool has_from, bool has_to, bool limited,
+								 bool ordered, int *lead);
+extern SPIPlanPtr ua_verify_plan(const char *sql);
+extern void ua_verify_compute(const char *sql, int lead, bool with_keys,
+							  bool ordered, Datum key_from, Datum key_to,
 							  int64 row_limit, UaVerifySums *out,
 							  MemoryContext cxt);
 
 /* verify_worker.c */
 PGDLLEXPORT void ua_verify_worker_main(Datum main_arg);
+PGDLLEXPORT void ua_verify_helper_main(Datum main_arg);
 
 #endif							/* UA_VERIFY_H */

@@ -1,21 +1,26 @@
 /*-------------------------------------------------------------------------
  *
  * verify_worker.c
- *	  The worker of one verify() run (verify.c starts it): for each table of
- *	  the run, range after range, it takes the table in SHARE mode, computes
- *	  the range's count and checksum, writes them as a verify_range row
- *	  alone in that transaction and commits; every UA_VERIFY_BATCH ranges
- *	  it fetches the peer's side of them (computed by the replica trigger as
- *	  the rows were applied) and records every difference.  A differing
- *	  range is compared again key by key, through the same protocol, when
- *	  the run asks for keys.  See verify.c for why both sides then describe
- *	  the same position of the stream.
+ *	  The worker of one verify() run (verify.c starts it) and its snapshot
+ *	  helper: for each table of the run, range after range, the worker finds
+ *	  the range's bound, takes the table in SHARE mode, has the helper take
+ *	  a snapshot, writes the range as a verify_range row alone in its
+ *	  transaction and commits; the helper then computes the range's count
+ *	  and checksum from its snapshot.  Every UA_VERIFY_BATCH ranges the
+ *	  worker compares those the peer has computed (the replica trigger, as
+ *	  the rows were applied) and records every difference, waiting for the
+ *	  peer only when UA_VERIFY_IN_FLIGHT are pending and at the table's
+ *	  end.  A differing range is compared again key by key, through the same
+ *	  protocol, when the run asks for keys.  See verify.c for why both sides
+ *	  then describe the same position of the stream.
  *
  * Locks: a range holds the table in SHARE mode from the moment the lock is
- * granted until its transaction commits (the checksum of at most
- * chunk_rows rows, one insert, the commit); the wait for the lock is
- * bounded by upgrade_assist.verify_lock_timeout, after which the range is
- * tried again.  Nothing else of the user's is locked beyond ACCESS SHARE.
+ * granted until its transaction commits: the helper's snapshot handoff, one
+ * insert, the commit (without the helper, and for the keys pass and tables
+ * without primary key: the checksum of at most chunk_rows rows, one insert,
+ * the commit); the wait for the lock is bounded by
+ * upgrade_assist.verify_lock_timeout, after which the range is tried again.
+ * Nothing else of the user's is locked beyond ACCESS SHARE.
  *
  * IDENTIFICATION
  *	  src/verify_worker.c
@@ -26,11 +31,13 @@
 
 #include "access/relation.h"
 #include "access/xact.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
@@ -47,6 +54,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/syscache.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
@@ -117,11 +125,19 @@ static int	ua_verify_my_slot = -1;
 static void
 ua_verify_worker_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
 {
+	PGPROC	   *helper = NULL;
+
 	LWLockAcquire(ua_verify->lock, LW_EXCLUSIVE);
 	if (ua_verify_my_slot >= 0 &&
 		ua_verify->slots[ua_verify_my_slot].proc == MyProc)
+	{
+		helper = ua_verify->slots[ua_verify_my_slot].helper_proc;
 		memset(&ua_verify->slots[ua_verify_my_slot], 0, sizeof(UaVerifySlot));
+	}
 	LWLockRelease(ua_verify->lock);
+	/* The helper sees the slot gone and exits. */
+	if (helper)
+		SetLatch(&helper->procLatch);
 }
 
 /*
@@ -150,28 +166,6 @@ ua_verify_publish(Oid relid, int64 rows_done)
 	ua_verify->slots[ua_verify_my_slot].relid = relid;
 	ua_verify->slots[ua_verify_my_slot].rows_done = rows_done;
 	LWLockRelease(ua_verify->lock);
-}
-
-/*
- * ua_verify_text_array
- *		Parse text (an array's text form) as a text[] datum allocated in
- *		cxt; 0 for NULL.
- */
-static Datum
-ua_verify_text_array(const char *text, MemoryContext cxt)
-{
-	MemoryContext old;
-	Oid			typinput;
-	Oid			typioparam;
-	Datum		d;
-
-	if (text == NULL)
-		return (Datum) 0;
-	old = MemoryContextSwitchTo(cxt);
-	getTypeInputInfo(TEXTARRAYOID, &typinput, &typioparam);
-	d = OidInputFunctionCall(typinput, unconstify(char *, text), typioparam, -1);
-	MemoryContextSwitchTo(old);
-	return d;
 }
 
 /*
@@ -379,6 +373,480 @@ ua_verify_describe(UaVerifyRun *run, UaVerifyTable *t, MemoryContext cxt)
 	return true;
 }
 
+/* ------------------------------------------------------------------------
+ * The snapshot helper
+ *
+ * PostgreSQL has no lock on a key range, so a range's row must commit while
+ * the table is held in SHARE mode; but the range's checksum need not be
+ * computed under that lock, only from a snapshot taken while it is held
+ * (no writer of the table can commit between that snapshot and the row's
+ * commit, so the snapshot shows the table exactly as the stream has it at
+ * the row).  A snapshot does not outlive its transaction, and the row's
+ * commit ends the worker's: so a second process, the helper, takes the
+ * snapshot in a REPEATABLE READ transaction of its own when the worker
+ * asks (the worker holding the lock), keeps it while the worker inserts
+ * the row and commits, then computes the range from it and hands back the
+ * count and checksum.  The lock is held for the snapshot's handoff, one
+ * insert and one commit, whatever the range's size.
+ * ------------------------------------------------------------------------
+ */
+
+static bool ua_verify_have_helper = false;
+
+/*
+ * ua_verify_helper_alive
+ *		Whether this run's helper is attached (caller holds the lock).
+ */
+static bool
+ua_verify_helper_alive(void)
+{
+	return ua_verify->slots[ua_verify_my_slot].helper_proc != NULL;
+}
+
+/*
+ * ua_verify_helper_start
+ *		Start the run's helper and wait (10 s at most) until it is attached;
+ *		without it (no worker slot free, the setting off), the worker
+ *		computes every range itself, under the lock.
+ */
+static void
+ua_verify_helper_start(UaVerifyRun *run)
+{
+	BackgroundWorker bgw;
+	BackgroundWorkerHandle *handle;
+	pid_t		pid;
+	TimestampTz deadline;
+
+	ua_verify_have_helper = false;
+	if (!ua_verify_helper)
+		return;
+	ua_bgworker_init(&bgw, "ua_verify_helper_main", "upgrade_assist verify",
+					 BGW_NEVER_RESTART, Int32GetDatum(ua_verify_my_slot));
+	snprintf(bgw.bgw_name, BGW_MAXLEN,
+			 "upgrade_assist verify helper of run " INT64_FORMAT, run->run_id);
+	memcpy(bgw.bgw_extra, &run->run_id, sizeof(run->run_id));
+	if (!RegisterDynamicBackgroundWorker(&bgw, &handle) ||
+		WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
+	{
+		ereport(LOG,
+				(errmsg("upgrade_assist: verify run " INT64_FORMAT " computes under the lock: its helper could not start",
+						run->run_id),
+				 errhint("Raise max_worker_processes.")));
+		return;
+	}
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 10000);
+	for (;;)
+	{
+		bool		alive;
+
+		LWLockAcquire(ua_verify->lock, LW_SHARED);
+		alive = ua_verify_helper_alive();
+		LWLockRelease(ua_verify->lock);
+		if (alive)
+		{
+			ua_verify_have_helper = true;
+			return;
+		}
+		if (ua_ms_until(deadline) <= 0 ||
+			GetBackgroundWorkerPid(handle, &pid) != BGWH_STARTED)
+			return;
+		(void) ua_wait(WL_LATCH_SET | WL_TIMEOUT, 10, UA_WE_PEER);
+	}
+}
+
+/*
+ * ua_verify_helper_ask
+ *		Ask the helper for a snapshot for range range_no and wait until it
+ *		holds one, at most verify_max_lock_time (the caller holds the lock:
+ *		writers queue meanwhile).  Returns the request's number.  Throws
+ *		55P03 when the helper is too slow (the caller gives the lock up and
+ *		tries again), 57P01 when it is gone; *reqp holds the request's
+ *		number as soon as it is made, so that the caller can call it off.
+ */
+static uint64
+ua_verify_helper_ask(int64 origin, int64 range_no, volatile uint64 *reqp)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	long		limit = Max(ua_verify_max_lock_time, 10);
+	UaVerifySlot *s = &ua_verify->slots[ua_verify_my_slot];
+	uint64		req;
+	PGPROC	   *helper;
+
+	LWLockAcquire(ua_verify->lock, LW_EXCLUSIVE);
+	req = ++s->hreq;
+	s->horigin = origin;
+	s->hrange = range_no;
+	helper = s->helper_proc;
+	LWLockRelease(ua_verify->lock);
+	*reqp = req;
+	if (helper == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_ADMIN_SHUTDOWN),
+				 errmsg("the verification's snapshot helper has exited")));
+	SetLatch(&helper->procLatch);
+	for (;;)
+	{
+		bool		taken;
+		bool		alive;
+
+		LWLockAcquire(ua_verify->lock, LW_SHARED);
+		taken = s->htaken == req;
+		alive = ua_verify_helper_alive();
+		LWLockRelease(ua_verify->lock);
+		if (taken)
+			return req;
+		if (!alive)
+			ereport(ERROR,
+					(errcode(ERRCODE_ADMIN_SHUTDOWN),
+					 errmsg("the verification's snapshot helper has exited")));
+		if (ua_ms_since(start) >= limit)
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg("the snapshot helper did not take a snapshot within %ld ms", limit)));
+		(void) ua_wait(WL_LATCH_SET | WL_TIMEOUT, 1, UA_WE_PEER);
+	}
+}
+
+/*
+ * ua_verify_helper_go
+ *		Tell the helper that the range's row of request req committed (ok)
+ *		or will not (it drops the snapshot).
+ */
+static void
+ua_verify_helper_go(uint64 req, bool ok)
+{
+	UaVerifySlot *s = &ua_verify->slots[ua_verify_my_slot];
+	PGPROC	   *helper;
+
+	LWLockAcquire(ua_verify->lock, LW_EXCLUSIVE);
+	s->hgo = req;
+	s->hgo_ok = ok;
+	helper = s->helper_proc;
+	LWLockRelease(ua_verify->lock);
+	if (helper)
+		SetLatch(&helper->procLatch);
+}
+
+/*
+ * ua_verify_helper_result
+ *		Wait for the helper's count and checksum of request req and store
+ *		them in *out (in cxt).  Throws the helper's error, 57P01 when it is
+ *		gone, 57014 after timeout_ms or on a cancel.
+ */
+static void
+ua_verify_helper_result(uint64 req, int64 timeout_ms, UaVerifySums *out,
+						MemoryContext cxt)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	UaVerifySlot *s = &ua_verify->slots[ua_verify_my_slot];
+
+	for (;;)
+	{
+		bool		done;
+		bool		alive;
+		bool		error = false;
+		char		message[sizeof(s->hmessage)];
+
+		LWLockAcquire(ua_verify->lock, LW_SHARED);
+		done = s->hdone == req;
+		alive = ua_verify_helper_alive();
+		if (done)
+		{
+			out->rows = s->hrows;
+			out->sum = MemoryContextStrdup(cxt, psprintf(INT64_FORMAT, s->hsum));
+			error = s->herror;
+			strlcpy(message, s->hmessage, sizeof(message));
+		}
+		LWLockRelease(ua_verify->lock);
+		if (done && error)
+			ereport(ERROR,
+					(errcode(ERRCODE_INTERNAL_ERROR),
+					 errmsg("the snapshot helper failed: %s", message)));
+		if (done)
+			return;
+		if (!alive)
+			ereport(ERROR,
+					(errcode(ERRCODE_ADMIN_SHUTDOWN),
+					 errmsg("the verification's snapshot helper has exited")));
+		if (ua_ms_until(deadline) <= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("the snapshot helper did not compute a range within the timeout")));
+		if (ua_verify_cancelled())
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("verification cancelled")));
+		(void) ua_wait(WL_LATCH_SET | WL_TIMEOUT, 100, UA_WE_PEER);
+	}
+}
+
+/*
+ * ua_verify_helper_detach
+ *		before_shmem_exit callback of the helper: leave the slot.
+ */
+static int64 ua_verify_helper_run = 0;
+
+static void
+ua_verify_helper_detach(int code pg_attribute_unused(), Datum arg pg_attribute_unused())
+{
+	UaVerifySlot *s;
+	PGPROC	   *worker = NULL;
+
+	LWLockAcquire(ua_verify->lock, LW_EXCLUSIVE);
+	s = &ua_verify->slots[ua_verify_my_slot];
+	if (s->run_id == ua_verify_helper_run && s->helper_proc == MyProc)
+	{
+		s->helper_proc = NULL;
+		s->helper_pid = 0;
+		worker = s->proc;
+	}
+	LWLockRelease(ua_verify->lock);
+	if (worker)
+		SetLatch(&worker->procLatch);
+}
+
+/*
+ * ua_verify_helper_wait
+ *		Wait until what(arg) holds of the slot; false when the run's worker
+ *		is gone (the helper then exits).
+ */
+static bool
+ua_verify_helper_wait(bool (*what) (UaVerifySlot *s, uint64 req), uint64 req)
+{
+	for (;;)
+	{
+		UaVerifySlot *s = &ua_verify->slots[ua_verify_my_slot];
+		bool		gone;
+		bool		ok;
+
+		LWLockAcquire(ua_verify->lock, LW_SHARED);
+		gone = s->run_id != ua_verify_helper_run || s->proc == NULL;
+		ok = !gone && what(s, req);
+		LWLockRelease(ua_verify->lock);
+		if (gone)
+			return false;
+		if (ok)
+			return true;
+		(void) ua_wait(WL_LATCH_SET | WL_TIMEOUT, 1000, UA_WE_PEER);
+	}
+}
+
+static bool
+ua_verify_helper_asked(UaVerifySlot *s, uint64 req)
+{
+	return s->hreq > req;
+}
+
+static bool
+ua_verify_helper_went(UaVerifySlot *s, uint64 req)
+{
+	return s->hgo >= req || s->hreq > req;
+}
+
+/*
+ * ua_verify_helper_compute
+ *		The helper's side of request req: read the range's committed row
+ *		(with a fresh snapshot) and compute the range from the transaction
+ *		snapshot taken while the worker held the lock.  Caller is in that
+ *		transaction, connected to SPI, settings pinned.
+ */
+static void
+ua_verify_helper_compute(int64 origin, int64 range_no, UaVerifySums *sums,
+						 MemoryContext cxt)
+{
+	static SPIPlanPtr row_plan = NULL;
+	Datum		values[3];
+	bool		isnull;
+	Datum		key_columns,
+				columns,
+				key_from,
+				key_to;
+	char	   *schemaname;
+	char	   *relname;
+	Oid			relid;
+	int			lead;
+	char	   *sql;
+	HeapTuple	tup;
+	TupleDesc	desc;
+
+	if (row_plan == NULL)
+	{
+		Oid			types[3] = {INT8OID, INT8OID, INT8OID};
+		SPIPlanPtr	p = SPI_prepare("SELECT schemaname, relname, key_columns, columns,"
+									"       key_from, key_to"
+									"  FROM upgrade_assist.verify_range"
+									" WHERE origin = $1 AND run_id = $2 AND range_no = $3",
+									3, types);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "could not prepare the range row's statement");
+		row_plan = p;
+	}
+	values[0] = Int64GetDatum(origin);
+	values[1] = Int64GetDatum(ua_verify_helper_run);
+	values[2] = Int64GetDatum(range_no);
+	if (SPI_execute_snapshot(row_plan, values, NULL, GetLatestSnapshot(),
+							 InvalidSnapshot, true, false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_NO_DATA_FOUND),
+				 errmsg("range " INT64_FORMAT " has no row", range_no)));
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	schemaname = TextDatumGetCString(SPI_getbinval(tup, desc, 1, &isnull));
+	relname = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+	key_columns = SPI_getbinval(tup, desc, 3, &isnull);
+	columns = SPI_getbinval(tup, desc, 4, &isnull);
+	key_from = SPI_getbinval(tup, desc, 5, &isnull);
+	if (isnull)
+		key_from = (Datum) 0;
+	key_to = SPI_getbinval(tup, desc, 6, &isnull);
+	if (isnull)
+		key_to = (Datum) 0;
+	relid = RangeVarGetRelid(makeRangeVar(schemaname, relname, -1),
+							 AccessShareLock, false);
+	sql = ua_verify_range_sql(relid, UA_VERIFY_MODE_RANGE, key_columns, columns,
+							  key_from != (Datum) 0, key_to != (Datum) 0,
+							  false, false, &lead);
+	ua_verify_compute(sql, lead, false, false, key_from, key_to, 0, sums, cxt);
+}
+
+/*
+ * ua_verify_helper_main
+ *		Entry point of a run's snapshot helper.  main_arg is the run's slot;
+ *		bgw_extra holds the run id.  Serves the worker's requests one after
+ *		the other; exits when the worker is gone.
+ */
+void
+ua_verify_helper_main(Datum main_arg)
+{
+	volatile uint64 handled = 0;
+	Oid			dboid;
+	MemoryContext cxt;
+
+	memcpy(&ua_verify_helper_run, MyBgworkerEntry->bgw_extra, sizeof(int64));
+	ua_verify_my_slot = DatumGetInt32(main_arg);
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	if (ua_verify == NULL || ua_verify_my_slot < 0 ||
+		ua_verify_my_slot >= UA_VERIFY_MAX_RUNS)
+		proc_exit(0);
+
+	LWLockAcquire(ua_verify->lock, LW_EXCLUSIVE);
+	{
+		UaVerifySlot *s = &ua_verify->slots[ua_verify_my_slot];
+
+		if (s->run_id != ua_verify_helper_run || s->proc == NULL ||
+			s->helper_proc != NULL)
+		{
+			LWLockRelease(ua_verify->lock);
+			proc_exit(0);
+		}
+		s->helper_proc = MyProc;
+		s->helper_pid = MyProcPid;
+		handled = s->hreq;
+		dboid = s->dboid;
+	}
+	LWLockRelease(ua_verify->lock);
+	before_shmem_exit(ua_verify_helper_detach, (Datum) 0);
+
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	SetConfigOption("application_name", "upgrade_assist verify helper",
+					PGC_USERSET, PGC_S_OVERRIDE);
+	cxt = AllocSetContextCreate(TopMemoryContext, "upgrade_assist verify helper",
+								ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(cxt);
+
+	for (;;)
+	{
+		UaVerifySlot *s = &ua_verify->slots[ua_verify_my_slot];
+		uint64		req;
+		int64		origin;
+		int64		range_no;
+		bool		go_ok;
+		PGPROC	   *worker;
+		UaVerifySums sums = {0};
+		char		message[sizeof(s->hmessage)] = "";
+		bool		failed = false;
+
+		MemoryContextReset(cxt);
+		if (!ua_verify_helper_wait(ua_verify_helper_asked, handled))
+			break;
+		LWLockAcquire(ua_verify->lock, LW_SHARED);
+		req = s->hreq;
+		origin = s->horigin;
+		range_no = s->hrange;
+		LWLockRelease(ua_verify->lock);
+		handled = req;
+
+		/* The snapshot, while the worker holds the table's lock. */
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		XactIsoLevel = XACT_REPEATABLE_READ;
+		PushActiveSnapshot(GetTransactionSnapshot());
+		LWLockAcquire(ua_verify->lock, LW_EXCLUSIVE);
+		if (s->hreq == req)
+			s->htaken = req;
+		worker = s->proc;
+		LWLockRelease(ua_verify->lock);
+		if (worker)
+			SetLatch(&worker->procLatch);
+
+		if (!ua_verify_helper_wait(ua_verify_helper_went, req))
+			break;
+		LWLockAcquire(ua_verify->lock, LW_SHARED);
+		go_ok = s->hgo == req && s->hgo_ok;
+		LWLockRelease(ua_verify->lock);
+		if (!go_ok)
+		{
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			continue;
+		}
+
+		pgstat_report_activity(STATE_RUNNING, "verify: computing a range");
+		PG_TRY();
+		{
+			int			level;
+
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "SPI_connect failed");
+			level = ua_verify_pin_settings();
+			ua_verify_helper_compute(origin, range_no, &sums, cxt);
+			AtEOXact_GUC(true, level);
+			SPI_finish();
+			PopActiveSnapshot();
+			CommitTransactionCommand();
+			pgstat_report_activity(STATE_IDLE, NULL);
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata = ua_recover_from_error(cxt);
+
+			failed = true;
+			strlcpy(message, edata->message ? edata->message : "unknown error",
+					sizeof(message));
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
+		MemoryContextSwitchTo(cxt);
+
+		LWLockAcquire(ua_verify->lock, LW_EXCLUSIVE);
+		s->hrows = sums.rows;
+		s->hsum = (failed || sums.sum == NULL) ? 0 : strtoi64(sums.sum, NULL, 10);
+		s->herror = failed;
+		strlcpy(s->hmessage, message, sizeof(s->hmessage));
+		s->hdone = req;
+		worker = s->proc;
+		LWLockRelease(ua_verify->lock);
+		if (worker)
+			SetLatch(&worker->procLatch);
+	}
+	if (IsTransactionState())
+		AbortCurrentTransaction();
+	proc_exit(0);
+}
+
 /*
  * ua_verify_write_range
  *		One range of the table, this side: find its upper bound (mode
@@ -395,40 +863,69 @@ ua_verify_describe(UaVerifyRun *run, UaVerifyTable *t, MemoryContext cxt)
  */
 static UaVerifyWrite
 ua_verify_write_range(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
-					  double *lock_ms, double *blocked_ms, bool *waiters,
-					  MemoryContext cxt)
+					  double *lock_ms, double *blocked_ms, double *work_ms,
+					  bool *waiters, MemoryContext cxt)
 {
 	volatile UaVerifyWrite result = UA_VW_WRITTEN;
 	bool		whole = strcmp(r->mode, UA_VERIFY_MODE_WHOLE) == 0;
 	bool		with_keys = strcmp(r->mode, UA_VERIFY_MODE_KEYS) == 0;
+	bool		ordered = strcmp(r->mode, UA_VERIFY_MODE_RANGE) == 0;
+	bool		helped = ordered && ua_verify_have_helper;
+	volatile uint64 req = 0;
+	volatile bool went = false;
 	TimestampTz locked_at = 0;
 	TimestampTz asked_at = 0;
 
 	*waiters = false;
 	*lock_ms = 0;
 	*blocked_ms = 0;
+	*work_ms = 0;
 	ua_xact_begin("verify: range");
 	ua_fence_exempt_begin();
 	PG_TRY();
 	{
 		int			level = ua_verify_pin_settings();
 		char		buf[32];
-		char	   *sql;
+		char	   *sql = NULL;
+		int			lead = 0;
 
-		if (strcmp(r->mode, UA_VERIFY_MODE_RANGE) == 0)
+		if (helped)
 		{
-			Oid			types[2] = {TEXTARRAYOID, INT8OID};
-			Datum		values[2] = {r->key_from, Int64GetDatum(t->chunk - 1)};
-			char		nulls[2] = {r->key_from ? ' ' : 'n', ' '};
+			/*
+			 * With the helper, the bound first, without a lock: the range is
+			 * whatever lies between its bounds when its row commits.
+			 */
+			Datum		values[3] = {r->key_from, (Datum) 0, Int64GetDatum(t->chunk)};
+			char		nulls[3] = {r->key_from ? ' ' : 'n', 'n', ' '};
+			bool		isnull;
 
 			sql = ua_verify_bound_sql(t->relid, t->key_columns, r->key_from != (Datum) 0);
-			ua_spi_exec_typed(sql, 2, types, values, nulls, SPI_OK_SELECT);
-			r->key_to = SPI_processed == 0 ? (Datum) 0
-				: ua_verify_text_array(ua_spi_getvalue(0, 1, cxt), cxt);
+			if (SPI_execute_plan(ua_verify_plan(sql), values, nulls, false, 1) != SPI_OK_SELECT)
+				elog(ERROR, "the range's bound could not be read");
+			r->key_to = (Datum) 0;
+			if (SPI_processed == 1)
+			{
+				Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											  1, &isnull);
+				MemoryContext old = MemoryContextSwitchTo(cxt);
+
+				r->key_to = datumCopy(d, false, -1);
+				MemoryContextSwitchTo(old);
+			}
 		}
-		sql = ua_verify_range_sql(t->relid, r->mode, t->key_columns, t->columns,
-								  r->key_from != (Datum) 0, r->key_to != (Datum) 0,
-								  whole);
+		else
+		{
+			/*
+			 * A range pass reads the next t->chunk rows in key order: the
+			 * last one's key is the range's upper bound (none when fewer were
+			 * left: the range runs to the end of the table, and the lock
+			 * keeps it so).
+			 */
+			sql = ua_verify_range_sql(t->relid, r->mode, t->key_columns, t->columns,
+									  r->key_from != (Datum) 0,
+									  !ordered && r->key_to != (Datum) 0,
+									  whole, ordered, &lead);
+		}
 
 		/*
 		 * The commit releases the lock: it need not wait for the WAL flush
@@ -446,8 +943,17 @@ ua_verify_write_range(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
 		LockRelationOid(t->relid, ShareLock);
 		locked_at = GetCurrentTimestamp();
 
-		ua_verify_compute(sql, r->key_from, r->key_to,
-						  (int64) run->chunk_rows + 1, &r->here, cxt);
+		if (helped)
+			(void) ua_verify_helper_ask(run->origin, r->range_no, &req);
+		else
+		{
+			ua_verify_compute(sql, lead, with_keys, ordered, r->key_from,
+							  ordered ? (Datum) 0 : r->key_to,
+							  ordered ? (int64) t->chunk : (int64) run->chunk_rows + 1,
+							  &r->here, cxt);
+			if (ordered)
+				r->key_to = r->here.rows < t->chunk ? (Datum) 0 : r->here.last_key;
+		}
 		if (whole && r->here.rows > run->chunk_rows)
 			result = UA_VW_TOO_LARGE;
 		else
@@ -473,8 +979,11 @@ ua_verify_write_range(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
 			nulls[9] = r->key_to ? ' ' : 'n';
 			values[10] = Int64GetDatum((int64) run->chunk_rows + 1);
 			nulls[10] = whole ? ' ' : 'n';
+			/* The helper's figures come after the commit: kept here only. */
 			values[11] = Int64GetDatum(r->here.rows);
-			values[12] = CStringGetTextDatum(r->here.sum);
+			nulls[11] = helped ? 'n' : ' ';
+			values[12] = helped ? (Datum) 0 : CStringGetTextDatum(r->here.sum);
+			nulls[12] = helped ? 'n' : ' ';
 			values[13] = Float8GetDatum(ua_ms_since(locked_at));
 			/* The keys stay here: the peer sends its own back. */
 			nulls[14] = nulls[15] = 'n';
@@ -500,6 +1009,11 @@ ua_verify_write_range(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
 		ua_xact_end(cxt);
 		*lock_ms = ua_ms_since(locked_at);
 		*blocked_ms = ua_ms_since(asked_at);
+		if (req != 0)
+		{
+			went = true;
+			ua_verify_helper_go(req, result == UA_VW_WRITTEN);
+		}
 	}
 	PG_CATCH();
 	{
@@ -507,29 +1021,36 @@ ua_verify_write_range(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
 
 		ua_fence_exempt_end_all();
 		edata = ua_recover_from_error(cxt);
+		if (req != 0 && !went)
+			ua_verify_helper_go(req, false);
 		if (edata->sqlerrcode != ERRCODE_LOCK_NOT_AVAILABLE)
 			ReThrowError(edata);
 		FreeErrorData(edata);
 		return UA_VW_LOCK_REFUSED;
 	}
 	PG_END_TRY();
+	if (req != 0 && result == UA_VW_WRITTEN)
+		ua_verify_helper_result(req, run->timeout_ms, &r->here, cxt);
+	*work_ms = ua_ms_since(asked_at);
 	return result;
 }
 
 /*
  * ua_verify_fetch
- *		Wait until the peer has computed every range of pending[0..n-1]
- *		(consecutive range numbers), then compare each with this side and
- *		record the differences; a differing range, when the run asks for
- *		keys, is compared again key by key.  Throws 57014 when the peer
+ *		Compare with this side the ranges of pending[0..n-1] (in range
+ *		number order) that the peer has computed, in order, stopping at the
+ *		first it has not; with wait, first wait until it has computed them
+ *		all.  Records every difference; a differing range, when the run asks
+ *		for keys, is compared again key by key.  Returns how many of pending
+ *		were compared (all of them with wait).  Throws 57014 when the peer
  *		lacks a range after the run's timeout.
  */
 static void ua_verify_run_range(UaVerifyRun *run, UaVerifyTable *t,
 								UaVerifyRange *r, MemoryContext cxt);
 
-static void
+static int
 ua_verify_fetch(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *pending,
-				int n, MemoryContext cxt)
+				int n, bool wait, MemoryContext cxt)
 {
 	TimestampTz start = GetCurrentTimestamp();
 	TimestampTz deadline = TimestampTzPlusMilliseconds(start, run->timeout_ms);
@@ -539,9 +1060,11 @@ ua_verify_fetch(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *pending,
 	char		to[32];
 	const char *params[4] = {origin, runbuf, from, to};
 	PGresult   *res = NULL;
+	int			done = 0;
+	int			row = 0;
 
 	if (n == 0)
-		return;
+		return 0;
 	snprintf(origin, sizeof(origin), INT64_FORMAT, run->origin);
 	snprintf(runbuf, sizeof(runbuf), INT64_FORMAT, run->run_id);
 	snprintf(from, sizeof(from), INT64_FORMAT, pending[0].range_no);
@@ -549,6 +1072,8 @@ ua_verify_fetch(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *pending,
 
 	for (;;)
 	{
+		int			have = 0;
+
 		ua_xact_begin("verify: waiting for the peer");
 		res = ua_verify_peer_query(run,
 								   "SELECT range_no, rows_there, sum_there::pg_catalog.text,"
@@ -562,7 +1087,17 @@ ua_verify_fetch(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *pending,
 								   " ORDER BY range_no",
 								   4, params, deadline);
 		ua_xact_end(cxt);
-		if (PQntuples(res) == n)
+		/* The rows may include keys passes numbered among them: count ours. */
+		for (int i = 0, j = 0; i < PQntuples(res) && j < n; i++)
+		{
+			int64		no = strtoi64(PQgetvalue(res, i, 0), NULL, 10);
+
+			while (j < n && pending[j].range_no < no)
+				j++;
+			if (j < n && pending[j].range_no == no)
+				have++, j++;
+		}
+		if (have == n || !wait)
 			break;
 		PQclear(res);
 		res = NULL;
@@ -582,17 +1117,28 @@ ua_verify_fetch(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *pending,
 					   UA_WE_PEER);
 	}
 
-	for (int i = 0; i < n; i++)
+	for (done = 0; done < n && !t->not_comparable; done++)
 	{
-		UaVerifyRange *r = &pending[i];
-		const char *error = PQgetisnull(res, i, 3) ? NULL : PQgetvalue(res, i, 3);
+		UaVerifyRange *r = &pending[done];
+		const char *error;
 		int64		rows_there;
+		int			i;
+
+		while (row < PQntuples(res) &&
+			   strtoi64(PQgetvalue(res, row, 0), NULL, 10) < r->range_no)
+			row++;
+		if (row >= PQntuples(res) ||
+			strtoi64(PQgetvalue(res, row, 0), NULL, 10) != r->range_no)
+			break;				/* not computed yet: later */
+		i = row++;
+		error = PQgetisnull(res, i, 3) ? NULL : PQgetvalue(res, i, 3);
 
 		if (error)
 		{
 			t->not_comparable = true;
 			t->note = MemoryContextStrdup(t->cxt, error);
 			ua_verify_add_diff(run, t, "not comparable", r, 0, false, error);
+			done++;
 			break;
 		}
 		rows_there = strtoi64(PQgetvalue(res, i, 1), NULL, 10);
@@ -633,22 +1179,26 @@ ua_verify_fetch(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *pending,
 		}
 	}
 	PQclear(res);
+	return done;
 }
 
 /*
  * ua_verify_throttle_pause
- *		After a range that made writers wait: pause verify_throttle times
- *		the time they may have waited (from the lock request to the commit),
- *		watching the latch (a cancel).
+ *		After a range of a busy table (writers queued behind its lock, or it
+ *		waited for writers in flight): pause verify_throttle times the time
+ *		the range took (from its lock request to its checksum, computed
+ *		under the lock or by the helper), watching the latch (a cancel).
+ *		The run's share of the time, and of the CPU, is then about
+ *		1 / (1 + verify_throttle) while writers are about.
  */
 static void
-ua_verify_throttle_pause(double lock_ms, bool waiters)
+ua_verify_throttle_pause(double work_ms, bool busy)
 {
 	long		ms;
 
-	if (!waiters || ua_verify_throttle <= 0)
+	if (!busy || ua_verify_throttle <= 0)
 		return;
-	ms = (long) (lock_ms * ua_verify_throttle) + 1;
+	ms = (long) (work_ms * ua_verify_throttle) + 1;
 	(void) ua_wait(WL_LATCH_SET | WL_TIMEOUT, Min(ms, 10000L), UA_WE_PEER);
 }
 
@@ -683,6 +1233,7 @@ ua_verify_write_retrying(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
 	{
 		double		lock_ms;
 		double		blocked_ms;
+		double		work_ms;
 		bool		waiters;
 		UaVerifyWrite w;
 
@@ -696,12 +1247,15 @@ ua_verify_write_retrying(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 		}
-		w = ua_verify_write_range(run, t, r, &lock_ms, &blocked_ms, &waiters, cxt);
+		w = ua_verify_write_range(run, t, r, &lock_ms, &blocked_ms, &work_ms,
+								  &waiters, cxt);
 		if (w != UA_VW_LOCK_REFUSED)
 		{
 			t->max_lock_ms = Max(t->max_lock_ms, blocked_ms);
 			ua_verify_adapt_chunk(run, t, lock_ms);
-			ua_verify_throttle_pause(blocked_ms, waiters);
+			/* Writers in flight or queued: the table is busy. */
+			ua_verify_throttle_pause(work_ms,
+									 waiters || blocked_ms - lock_ms >= 1.0);
 			return w == UA_VW_WRITTEN;
 		}
 		if (tries >= UA_VERIFY_LOCK_TRIES)
@@ -725,7 +1279,7 @@ ua_verify_run_range(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
 {
 	r->range_no = run->next_range++;
 	if (ua_verify_write_retrying(run, t, r, cxt))
-		ua_verify_fetch(run, t, r, 1, cxt);
+		(void) ua_verify_fetch(run, t, r, 1, true, cxt);
 }
 
 /*
@@ -770,8 +1324,9 @@ ua_verify_set_table(UaVerifyRun *run, UaVerifyTable *t, const char *state)
 static void
 ua_verify_one_table(UaVerifyRun *run, UaVerifyTable *t, MemoryContext cxt)
 {
-	UaVerifyRange pending[UA_VERIFY_BATCH];
+	UaVerifyRange *pending;
 	int			npending = 0;
+	int			since_look = 0;
 	Datum		from = (Datum) 0;
 	bool		last = false;
 	MemoryContext batchcxt;
@@ -780,6 +1335,14 @@ ua_verify_one_table(UaVerifyRun *run, UaVerifyTable *t, MemoryContext cxt)
 	t->chunk = run->chunk_rows;
 	batchcxt = AllocSetContextCreate(cxt, "upgrade_assist verify batch",
 									 ALLOCSET_DEFAULT_SIZES);
+	pending = MemoryContextAlloc(cxt, sizeof(UaVerifyRange) * UA_VERIFY_IN_FLIGHT);
+	/* A helper gone (it failed) leaves the next tables to the lock. */
+	if (ua_verify_have_helper)
+	{
+		LWLockAcquire(ua_verify->lock, LW_SHARED);
+		ua_verify_have_helper = ua_verify_helper_alive();
+		LWLockRelease(ua_verify->lock);
+	}
 
 	ua_verify_set_table(run, t, "running");
 	if (!ua_verify_describe(run, t, cxt))
@@ -810,21 +1373,39 @@ ua_verify_one_table(UaVerifyRun *run, UaVerifyTable *t, MemoryContext cxt)
 			break;
 		}
 		npending++;
+		since_look++;
 		last = (r->key_to == (Datum) 0);
 		from = r->key_to;
-		if (npending == UA_VERIFY_BATCH || last)
-		{
-			MemoryContext old;
 
-			ua_verify_fetch(run, t, pending, npending, batchcxt);
-			npending = 0;
-			/* Only the next range's lower bound outlives the batch. */
-			old = MemoryContextSwitchTo(cxt);
-			if (from != (Datum) 0)
-				from = datumCopy(from, false, -1);
-			MemoryContextSwitchTo(old);
-			MemoryContextReset(batchcxt);
-			if (!last && !t->not_comparable)
+		/*
+		 * The peer computes each range as it applies it, while this side
+		 * goes on with the next: every UA_VERIFY_BATCH ranges, compare
+		 * those it has done without waiting; wait for them all only when
+		 * UA_VERIFY_IN_FLIGHT are written and not compared, and at the end.
+		 */
+		if (since_look == UA_VERIFY_BATCH || last || npending == UA_VERIFY_IN_FLIGHT)
+		{
+			bool		drain = last || npending == UA_VERIFY_IN_FLIGHT;
+			int			done;
+
+			since_look = 0;
+			done = ua_verify_fetch(run, t, pending, npending, drain, batchcxt);
+			if (done > 0 && done < npending)
+				memmove(pending, pending + done,
+						sizeof(UaVerifyRange) * (npending - done));
+			npending -= done;
+			if (npending == 0)
+			{
+				MemoryContext old;
+
+				/* Only the next range's lower bound outlives the batch. */
+				old = MemoryContextSwitchTo(cxt);
+				if (from != (Datum) 0)
+					from = datumCopy(from, false, -1);
+				MemoryContextSwitchTo(old);
+				MemoryContextReset(batchcxt);
+			}
+			if (done > 0 && !last && !t->not_comparable)
 				ua_verify_set_table(run, t, "running");
 		}
 	}
@@ -982,6 +1563,7 @@ ua_verify_worker_main(Datum main_arg)
 	MemoryContextSwitchTo(runcxt);
 	if (!ua_verify_load_run(&run, runcxt))
 		proc_exit(0);
+	ua_verify_helper_start(&run);
 
 	for (;;)
 	{

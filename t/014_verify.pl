@@ -4,7 +4,9 @@
 # old is UA_OLD_INSTALL), native logical replication old -> new:
 #  - under live ledger writers and pgbench-style updates of the table being
 #    verified, three runs in a row report no difference, while the writers
-#    keep committing (the ranges are consistent under writes);
+#    keep committing (the ranges are consistent under writes): two with the
+#    primary's ranges computed by the snapshot helper, one with them
+#    computed under the lock (verify_helper off);
 #  - the two servers run with different TimeZone and extra_float_digits,
 #    and a table keyed by (text, int) with timestamptz, float8 and bytea
 #    columns compares equal (pinned settings, "C" key order);
@@ -116,9 +118,28 @@ my $acked_before = $old->safe_psql('postgres',
 	'SELECT ' . UATest::ledger_count_sql('old'));
 for my $i (1 .. 3)
 {
+	# Runs 1 and 2 compute the primary's ranges in the snapshot helper, run
+	# 3 under the lock (the helper off): both must be consistent.
+	if ($i == 3)
+	{
+		$old->safe_psql('postgres',
+			'ALTER SYSTEM SET upgrade_assist.verify_helper = off');
+		$old->reload;
+		$old->poll_query_until('postgres',
+			q{SELECT current_setting('upgrade_assist.verify_helper') = 'off'})
+		  or die 'verify_helper did not change';
+	}
 	my $run = $old->safe_psql('postgres',
 		q{SELECT upgrade_assist.verify('new_side', chunk_rows => 1500)});
 	is(wait_run($run), 'done', "run $i under writes: done");
+	is( $old->safe_psql(
+			'postgres', qq{
+SELECT format('%s %s', count(*) FILTER (WHERE rows_here IS NULL) > 0,
+              count(*) FILTER (WHERE rows_here IS NOT NULL) > 0)
+  FROM upgrade_assist.verify_range WHERE run_id = $run AND mode = 'range'}),
+		$i < 3 ? 't f' : 'f t',
+		"run $i under writes: ranges computed "
+		  . ($i < 3 ? 'by the snapshot helper' : 'under the lock'));
 	is( $old->safe_psql(
 			'postgres', qq{
 SELECT string_agg(format('%s %s %s %s', table_name, kind, key, detail), E'\n')
@@ -132,6 +153,8 @@ SELECT format('%s %s %s', tables_different, tables_not_comparable,
   FROM upgrade_assist.verify_progress WHERE run_id = $run}),
 		'0 1 t', "run $i under writes: every range of every table compared");
 }
+$old->safe_psql('postgres', 'ALTER SYSTEM RESET upgrade_assist.verify_helper');
+$old->reload;
 my $acked_after = $old->safe_psql('postgres',
 	'SELECT ' . UATest::ledger_count_sql('old'));
 cmp_ok($acked_after, '>', $acked_before,
