@@ -84,7 +84,4 @@ extern uint64 ua_stats_spi_exec_id(const char *sql, int64 id, int expected);
 /* stats_worker.c */
 PGDLLEXPORT void ua_stats_worker_main(Datum main_arg);
 
-/* stats_import.c */
-PGDLLEXPORT void ua_stats_import_main(Datum main_arg);
-
 #endif							/* UA_STATS_H */
