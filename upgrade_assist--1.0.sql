@@ -360,6 +360,10 @@ CREATE TABLE upgrade_assist.stats_task (
     retries     integer     NOT NULL DEFAULT 0,
     analyzed_at timestamptz,
     note        text,
+    -- the columns (attnums) to analyze, NULL for all: in an only_missing
+    -- run, a table whose columns all have statistics (imported) but whose
+    -- extended statistics lack data gets the columns of those objects
+    columns     smallint[],
     PRIMARY KEY (run_id, relid)
 );
 CREATE INDEX stats_task_queue ON upgrade_assist.stats_task

@@ -311,9 +311,18 @@ ua_stats_create_run(ArrayType *stages, int nstages, int jobs,
 		values[3] = Int32GetDatum(nstages);
 		*ntasks = ua_spi_exec_typed(
 									"INSERT INTO upgrade_assist.stats_task"
-									" (run_id, relid, relname, pages, stage_done)"
+									" (run_id, relid, relname, pages, stage_done, columns)"
 									" SELECT $1, c.relid::oid, format('%I.%I', c.schemaname, c.relname), c.pages,"
-									"        coalesce(p.stage_done, 0)"
+									"        coalesce(p.stage_done, 0),"
+									/* only the extended statistics missing: their columns */
+									"        CASE WHEN $3 AND c.columns = c.columns_with_stats"
+									"                  AND c.ext_stats > c.ext_stats_built"
+									"                  AND (c.rows_estimate IS NOT NULL"
+									"                       OR c.kind = 'partitioned table')"
+									"             THEN (SELECT pg_catalog.array_agg(DISTINCT k.k ORDER BY k.k)"
+									"                     FROM pg_catalog.pg_statistic_ext x,"
+									"                          unnest(x.stxkeys::pg_catalog.int2[]) k(k)"
+									"                    WHERE x.stxrelid = c.relid::oid) END"
 									"   FROM upgrade_assist.stats_coverage c"
 									"   LEFT JOIN upgrade_assist.stats_task p"
 									"     ON p.run_id = $2 AND p.relid = c.relid::oid"

@@ -30,6 +30,7 @@
 #include "storage/procarray.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
@@ -118,7 +119,9 @@ typedef struct UaImportCall
 	"INSERT INTO upgrade_assist.stats_import_table AS t" \
 	"  (run_id, schemaname, relname, relid, status, columns_imported," \
 	"   columns_skipped, detail, batch, attempt, imported_at)" \
-	" VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, clock_timestamp())" \
+	" SELECT $1, r.s, r.r, r.o, r.st, r.i, r.k, r.d, $9, $10, clock_timestamp()" \
+	"   FROM unnest($2::text[], $3::text[], $4::oid[], $5::text[], $6::integer[]," \
+	"               $7::integer[], $8::text[]) r(s, r, o, st, i, k, d)" \
 	" ON CONFLICT (run_id, schemaname, relname) DO UPDATE" \
 	"   SET relid = EXCLUDED.relid, status = EXCLUDED.status," \
 	"       columns_imported = EXCLUDED.columns_imported," \
@@ -158,34 +161,102 @@ ua_import_table_call(void *arg)
 /* The worker's plan of UA_IMPORT_RECORD_SQL. */
 static SPIPlanPtr ua_import_record_plan = NULL;
 
+/* The outcomes of one batch, recorded by one statement at its end. */
+typedef struct UaImportRecords
+{
+	int			n;
+	Datum	   *schema;
+	Datum	   *relname;
+	Datum	   *relid;
+	bool	   *relid_null;
+	Datum	   *status;
+	Datum	   *imported;
+	Datum	   *skipped;
+	Datum	   *detail;
+	bool	   *detail_null;
+} UaImportRecords;
+
 /*
- * ua_import_record
- *		Store one table's outcome in the run.  Caller is connected to SPI.
+ * ua_import_records_init
+ *		Room for the outcomes of up to n tables.
  */
 static void
-ua_import_record(int64 run_id, const char *schema, const char *relname,
-				 UaImportResult *res, int batch, int attempt)
+ua_import_records_init(UaImportRecords *r, int n)
 {
-	Oid			types[10] = {INT8OID, TEXTOID, TEXTOID, OIDOID, TEXTOID,
-	INT4OID, INT4OID, TEXTOID, INT4OID, INT4OID};
+	r->n = 0;
+	r->schema = palloc(sizeof(Datum) * n);
+	r->relname = palloc(sizeof(Datum) * n);
+	r->relid = palloc(sizeof(Datum) * n);
+	r->relid_null = palloc(sizeof(bool) * n);
+	r->status = palloc(sizeof(Datum) * n);
+	r->imported = palloc(sizeof(Datum) * n);
+	r->skipped = palloc(sizeof(Datum) * n);
+	r->detail = palloc(sizeof(Datum) * n);
+	r->detail_null = palloc(sizeof(bool) * n);
+}
+
+/*
+ * ua_import_records_add
+ *		Keep one table's outcome for ua_import_records_store.
+ */
+static void
+ua_import_records_add(UaImportRecords *r, const char *schema,
+					  const char *relname, UaImportResult *res)
+{
+	int			i = r->n++;
+
+	r->schema[i] = CStringGetTextDatum(schema);
+	r->relname[i] = CStringGetTextDatum(relname);
+	r->relid[i] = ObjectIdGetDatum(res->relid);
+	r->relid_null[i] = !OidIsValid(res->relid);
+	r->status[i] = CStringGetTextDatum(res->status);
+	r->imported[i] = Int32GetDatum(res->imported);
+	r->skipped[i] = Int32GetDatum(res->skipped);
+	r->detail_null[i] = res->detail.len == 0;
+	r->detail[i] = r->detail_null[i] ? (Datum) 0 : CStringGetTextDatum(res->detail.data);
+}
+
+/* A one-dimensional array of n elements of type typid (int4, oid or text). */
+static Datum
+ua_import_array(Datum *elems, bool *nulls, int n, Oid typid)
+{
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	if (typid == TEXTOID)
+		return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, TEXTOID,
+												  -1, false, TYPALIGN_INT));
+	return PointerGetDatum(construct_md_array(elems, nulls, 1, dims, lbs, typid,
+											  sizeof(int32), true, TYPALIGN_INT));
+}
+
+/*
+ * ua_import_records_store
+ *		Store the batch's outcomes in the run, by one statement.  Caller is
+ *		connected to SPI.
+ */
+static void
+ua_import_records_store(int64 run_id, UaImportRecords *r, int batch, int attempt)
+{
+	Oid			types[10] = {INT8OID, TEXTARRAYOID, TEXTARRAYOID, OIDARRAYOID,
+		TEXTARRAYOID, INT4ARRAYOID, INT4ARRAYOID, TEXTARRAYOID, INT4OID, INT4OID};
 	Datum		values[10];
-	char		nulls[11] = "          ";
 	int			rc;
 
+	if (r->n == 0)
+		return;
 	values[0] = Int64GetDatum(run_id);
-	values[1] = CStringGetTextDatum(schema);
-	values[2] = CStringGetTextDatum(relname);
-	values[3] = ObjectIdGetDatum(res->relid);
-	nulls[3] = OidIsValid(res->relid) ? ' ' : 'n';
-	values[4] = CStringGetTextDatum(res->status);
-	values[5] = Int32GetDatum(res->imported);
-	values[6] = Int32GetDatum(res->skipped);
-	values[7] = res->detail.len > 0 ? CStringGetTextDatum(res->detail.data) : (Datum) 0;
-	nulls[7] = res->detail.len > 0 ? ' ' : 'n';
+	values[1] = ua_import_array(r->schema, NULL, r->n, TEXTOID);
+	values[2] = ua_import_array(r->relname, NULL, r->n, TEXTOID);
+	values[3] = ua_import_array(r->relid, r->relid_null, r->n, OIDOID);
+	values[4] = ua_import_array(r->status, NULL, r->n, TEXTOID);
+	values[5] = ua_import_array(r->imported, NULL, r->n, INT4OID);
+	values[6] = ua_import_array(r->skipped, NULL, r->n, INT4OID);
+	values[7] = ua_import_array(r->detail, r->detail_null, r->n, TEXTOID);
 	values[8] = Int32GetDatum(batch);
 	values[9] = Int32GetDatum(attempt);
 
-	/* Planned once per worker: it runs for every table. */
+	/* Planned once per worker: it runs for every batch. */
 	if (ua_import_record_plan == NULL)
 	{
 		SPIPlanPtr	plan = SPI_prepare(UA_IMPORT_RECORD_SQL, 10, types);
@@ -194,7 +265,7 @@ ua_import_record(int64 run_id, const char *schema, const char *relname,
 			elog(ERROR, "SPI_prepare failed: %s", SPI_result_code_string(SPI_result));
 		ua_import_record_plan = plan;
 	}
-	rc = SPI_execute_plan(ua_import_record_plan, values, nulls, false, 0);
+	rc = SPI_execute_plan(ua_import_record_plan, values, NULL, false, 0);
 	if (rc != SPI_OK_INSERT)
 		elog(ERROR, "SPI_execute_plan failed: %s", SPI_result_code_string(rc));
 }
@@ -333,9 +404,11 @@ ua_import_batch(UaImportArgs *a, UaRows *rel, UaRows *att, UaRows *done,
 	int			n = 0;
 	Oid			save_userid;
 	int			save_sec;
+	UaImportRecords records;
 
 	ua_xact_begin("import_stats: importing");
 	ua_fence_exempt_begin();
+	ua_import_records_init(&records, a->batch_size);
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	for (; pos->rr < rel->nrows && n < a->batch_size; pos->rr++)
 	{
@@ -383,9 +456,10 @@ ua_import_batch(UaImportArgs *a, UaRows *rel, UaRows *att, UaRows *done,
 							 unpack_sql_state(edata->sqlerrcode));
 			FreeErrorData(edata);
 		}
-		ua_import_record(run_id, UA_CELL(rel, pos->rr, 0), UA_CELL(rel, pos->rr, 1),
-						 &res, batch, attempt);
+		ua_import_records_add(&records, UA_CELL(rel, pos->rr, 0),
+							  UA_CELL(rel, pos->rr, 1), &res);
 	}
+	ua_import_records_store(run_id, &records, batch, attempt);
 	ua_fence_exempt_end();
 	ua_xact_end(cxt);
 }

@@ -237,7 +237,7 @@ if ($ENV{UA_PG17_INSTALL}
 
 SKIP:
 {
-	skip 'pg_upgrade path: needs old 13 and UA_PG17_INSTALL', 11 unless $target;
+	skip 'pg_upgrade path: needs old 13 and UA_PG17_INSTALL', 14 unless $target;
 
 	my $src = UATest::node('src', install_path => $old_install);
 	$src->append_conf('postgresql.conf', 'autovacuum = off');
@@ -300,7 +300,13 @@ SELECT string_agg(relname || ' ' || columns || '/' || columns_with_stats || ' '
 		'items 6/6 1/0',
 		'stats_coverage: only the table with extended statistics is incomplete');
 
-	# The rebuild after the import analyzes only what the import left.
+	# The rebuild after the import analyzes only what the import left: of
+	# items, only the columns of its extended statistics (id, skewed).  A
+	# mark on another column's imported row shows that it is not analyzed.
+	$dst->safe_psql(
+		'postgres', q{
+UPDATE pg_statistic SET stanullfrac = 0.25
+ WHERE starelid = 'public.items'::regclass AND staattnum = 2});
 	my $run = $dst->safe_psql('postgres',
 		'SELECT upgrade_assist.rebuild_stats(only_missing => true)');
 	ok( $dst->poll_query_until(
@@ -313,6 +319,20 @@ SELECT string_agg(relname || ' ' || columns || '/' || columns_with_stats || ' '
 			"SELECT string_agg(relid::regclass::text, ',') FROM upgrade_assist.stats_task WHERE run_id = $run"
 		),
 		'items', 'the rebuild analyzed the table with extended statistics only');
+	is( $dst->safe_psql(
+			'postgres',
+			"SELECT columns FROM upgrade_assist.stats_task WHERE run_id = $run"),
+		'{1,5}', 'only the columns of its extended statistics');
+	is( $dst->safe_psql(
+			'postgres', q{
+SELECT stanullfrac FROM pg_statistic
+ WHERE starelid = 'public.items'::regclass AND staattnum = 2}),
+		'0.25', 'the other columns kept their imported statistics');
+	is( $dst->safe_psql(
+			'postgres', q{
+SELECT count(*) FROM pg_statistic_ext x JOIN pg_statistic_ext_data d ON d.stxoid = x.oid
+ WHERE x.stxrelid = 'public.items'::regclass AND d.stxddependencies IS NOT NULL}),
+		'1', 'the extended statistics are built');
 	is( $dst->safe_psql(
 			'postgres', qq{
 SELECT count(*) FROM upgrade_assist.stats_coverage
