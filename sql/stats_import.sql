@@ -77,6 +77,9 @@ SELECT * FROM upgrade_assist.import_stats('no_such_peer');
 SELECT * FROM upgrade_assist.import_stats(batch_size => 0);
 SELECT * FROM upgrade_assist.import_stats(batch_size => 10001);
 SELECT * FROM upgrade_assist.import_stats(NULL, NULL);
+SELECT * FROM upgrade_assist.import_stats(rebuild_jobs => -1);
+SELECT * FROM upgrade_assist.import_stats(rebuild_jobs => 33);
+SELECT * FROM upgrade_assist.import_stats(rebuild_jobs => NULL);
 -- (nothing recorded for them)
 SELECT count(*) FROM upgrade_assist.stats_import_run;
 \set VERBOSITY default
@@ -115,13 +118,14 @@ SELECT count(*) FROM upgrade_assist.stats_export_att;
 RESET ROLE;
 GRANT USAGE ON SCHEMA upgrade_assist TO regress_si_importer;
 GRANT EXECUTE ON FUNCTION upgrade_assist.export_stats() TO regress_si_importer;
-GRANT EXECUTE ON FUNCTION upgrade_assist.import_stats(text, integer) TO regress_si_importer;
+GRANT EXECUTE ON FUNCTION upgrade_assist.import_stats(text, integer, integer) TO regress_si_importer;
 SET ROLE regress_si_importer;
 SELECT * FROM upgrade_assist.import_stats();
 RESET ROLE;
 GRANT SELECT ON upgrade_assist.stats_export_rel, upgrade_assist.stats_export_att
    TO regress_si_importer;
 SET ROLE regress_si_importer;
+SELECT * FROM upgrade_assist.import_stats(rebuild_jobs => 1);
 SELECT upgrade_assist.export_stats();
 \set VERBOSITY default
 SELECT relname, status, detail
@@ -138,5 +142,5 @@ REVOKE ALL ON upgrade_assist.stats_export_rel, upgrade_assist.stats_export_att
   FROM regress_si_importer;
 REVOKE ALL ON FUNCTION upgrade_assist.export_stats() FROM regress_si_importer;
 REVOKE USAGE ON SCHEMA upgrade_assist FROM regress_si_importer;
-REVOKE ALL ON FUNCTION upgrade_assist.import_stats(text, integer) FROM regress_si_importer;
+REVOKE ALL ON FUNCTION upgrade_assist.import_stats(text, integer, integer) FROM regress_si_importer;
 DROP ROLE regress_si_nobody, regress_si_importer;

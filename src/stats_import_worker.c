@@ -68,6 +68,7 @@ typedef struct UaImportArgs
 	Oid			roleid;			/* the caller: ownership and peer mapping */
 	int			caller_pid;
 	int			batch_size;
+	int			rebuild_jobs;	/* workers of the rebuild beside it, or 0 */
 	int64		request;		/* this call, as stats_import_run.request */
 	bool		has_source;
 	char		source[NAMEDATALEN];
@@ -523,6 +524,23 @@ ua_import_run(UaImportArgs *a, MemoryContext cxt, int64 *run_id_out)
 	ua_fence_exempt_end();
 	ua_xact_end(cxt);
 
+	/*
+	 * The rebuild of what no import carries (extended statistics), started
+	 * now so that it runs beside the import: its workers begin when this
+	 * transaction commits, and each table waits for the other's lock.
+	 */
+	if (a->rebuild_jobs > 0)
+	{
+		int			target = -1;
+		Datum		stage = Int32GetDatum(target);
+
+		ua_xact_begin("import_stats: starting the rebuild");
+		(void) ua_stats_launch(construct_array(&stage, 1, INT4OID, sizeof(int32),
+											   true, TYPALIGN_INT),
+							   1, &target, a->rebuild_jobs, UA_STATS_EXT, a->roleid);
+		ua_xact_end(cxt);
+	}
+
 	ua_xact_begin("import_stats: reading the statistics");
 	ua_import_read_source(a->has_source ? a->source : NULL, a->roleid, &rel, &att, cxt);
 	ua_xact_end(cxt);
@@ -646,13 +664,38 @@ ua_import_latest(const char *sql, int64 id)
 /*
  * ua_import_check_privileges
  *		What the caller must be allowed to read: the export tables, or the
- *		peer (ua_peer_check).  The worker reads them as superuser.
+ *		peer (ua_peer_check); and, for a rebuild beside the import, to call
+ *		rebuild_stats().  The worker reads the tables as superuser.
  */
 static void
-ua_import_check_privileges(const char *source)
+ua_import_check_privileges(const char *source, bool rebuild)
 {
 	const char *const tables[2] = {"stats_export_rel", "stats_export_att"};
 	Oid			nsp;
+
+	if (rebuild)
+	{
+		Datum		fn = DirectFunctionCall1(regprocedurein,
+											 CStringGetDatum(UA_SCHEMA ".rebuild_stats(integer[], integer, boolean)"));
+
+		if (!DatumGetBool(DirectFunctionCall2(has_function_privilege_id, fn,
+											  CStringGetTextDatum("EXECUTE"))))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied for function %s.rebuild_stats", UA_SCHEMA),
+					 errdetail("rebuild_jobs starts a statistics rebuild.")));
+		/* A rebuild active already: say so before anything is imported. */
+		LWLockAcquire(ua_stats->lock, LW_SHARED);
+		if (ua_stats->run_id != 0)
+		{
+			LWLockRelease(ua_stats->lock);
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_IN_USE),
+					 errmsg("a statistics rebuild is already running"),
+					 errhint("Call import_stats() with rebuild_jobs => 0, or wait for the rebuild to end.")));
+		}
+		LWLockRelease(ua_stats->lock);
+	}
 
 	if (source != NULL)
 	{
@@ -712,6 +755,7 @@ import_stats(PG_FUNCTION_ARGS)
 	Tuplestorestate *store;
 	char	   *source = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	int			batch_size = PG_ARGISNULL(1) ? -1 : PG_GETARG_INT32(1);
+	int			rebuild_jobs = PG_ARGISNULL(2) ? -1 : PG_GETARG_INT32(2);
 	UaImportArgs args;
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *volatile handle = NULL;
@@ -730,12 +774,16 @@ import_stats(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("batch_size must be between 1 and %d",
 						UA_STATS_IMPORT_MAX_BATCH)));
+	if (rebuild_jobs < 0 || rebuild_jobs > UA_STATS_MAX_JOBS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("rebuild_jobs must be between 0 and %d", UA_STATS_MAX_JOBS)));
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("statistics cannot be imported during recovery")));
 	ua_require_preloaded(ua_stats);
-	ua_import_check_privileges(source);
+	ua_import_check_privileges(source, rebuild_jobs > 0);
 	store = ua_materialize_srf(fcinfo, &tupdesc);
 
 	memset(&args, 0, sizeof(args));
@@ -743,6 +791,7 @@ import_stats(PG_FUNCTION_ARGS)
 	args.roleid = GetUserId();
 	args.caller_pid = MyProcPid;
 	args.batch_size = batch_size;
+	args.rebuild_jobs = rebuild_jobs;
 	if (!pg_strong_random(&args.request, sizeof(args.request)))
 		args.request = (int64) GetCurrentTimestamp() ^ ((int64) MyProcPid << 40);
 	args.has_source = (source != NULL);

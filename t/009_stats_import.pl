@@ -173,12 +173,13 @@ $locker->quit;
 $new->safe_psql('postgres',
 	"SELECT count(*) FROM upgrade_assist.fence('new side: until cutover')");
 
-# The next call (fenced) resumes the run and returns all of it.
+# The next call (fenced) resumes the run and returns all of it; with
+# rebuild_jobs, a rebuild of the extended statistics runs beside it.
 my $result = $new->safe_psql(
 	'postgres', qq{
 SELECT relname || ' ' || status || ' ' || columns_imported || ' ' || columns_skipped
        || coalesce(' ' || detail, '')
-  FROM upgrade_assist.import_stats('old_side')
+  FROM upgrade_assist.import_stats('old_side', rebuild_jobs => 1)
  WHERE relname IN ($table_list) ORDER BY relname COLLATE "C"});
 is( $result, q{Quoted Table imported 1 0
 items imported 5 1 column retyped: type differs (old integer, new bigint)
@@ -196,9 +197,33 @@ SELECT r.attempts || ' ' || r.state || ': ' ||
 	'2 done: Quoted Table 1, items 1, parted 1, parted_1 1, parted_2 2',
 	'the second call resumed the run: only the table left was imported again');
 
-my $new_lines = stats_lines($new);
-cmp_ok(scalar @$new_lines, '==', 12, 'pg_stats on the new side: every column but the skipped one');
-is_deeply($new_lines, stats_lines($old, 'items.retyped.'),
+# The rebuild beside the import analyzed items on the columns of its
+# extended statistics only (id, skewed): the new side's own statistics
+# there (its table is another file), the imported ones everywhere else.
+ok( $new->poll_query_until(
+		'postgres', q{
+SELECT state = 'done' AND workers = 0 FROM upgrade_assist.stats_progress
+ ORDER BY run DESC LIMIT 1}),
+	'the rebuild beside the import ends');
+is( $new->safe_psql(
+		'postgres', q{
+SELECT string_agg(t.relid::regclass::text || ' ' || t.columns::text || ' ' || t.stage_done, ', ')
+  FROM upgrade_assist.stats_task t
+ WHERE t.run_id = (SELECT max(run_id) FROM upgrade_assist.stats_run)}),
+	'items {1,5} 1',
+	'the rebuild beside the import: the table with extended statistics, on their columns');
+is( $new->safe_psql(
+		'postgres', q{
+SELECT count(*) FROM pg_statistic_ext x JOIN pg_statistic_ext_data d ON d.stxoid = x.oid
+ WHERE x.stxrelid = 'public.items'::regclass AND d.stxddependencies IS NOT NULL}),
+	'1', 'the extended statistics are built on the new side');
+my @reanalyzed = ('items.id.', 'items.skewed.');
+my $new_lines = [ grep { my $l = $_; !grep { index($l, $_) == 0 } @reanalyzed } @{ stats_lines($new) } ];
+cmp_ok(scalar @$new_lines, '==', 10,
+	'pg_stats on the new side: every column but the skipped and the re-analyzed ones');
+is_deeply(
+	$new_lines,
+	[ grep { my $l = $_; !grep { index($l, $_) == 0 } @reanalyzed } @{ stats_lines($old, 'items.retyped.') } ],
 	'pg_stats on the new side equals the old side for every imported column');
 is($new->safe_psql('postgres', $range_sql), $old->safe_psql('postgres', $range_sql),
 	'range bounds histogram equal');
