@@ -116,6 +116,13 @@ typedef struct UaImportCall
 	"SELECT schemaname, relname FROM upgrade_assist.stats_import_table" \
 	" WHERE run_id = $1 AND status <> 'failed'" \
 	" ORDER BY schemaname COLLATE \"C\", relname COLLATE \"C\""
+/* This side's tables with extended statistics, sorted as the relation rows. */
+#define UA_IMPORT_EXT_SQL \
+	"SELECT s, r FROM (SELECT DISTINCT n.nspname::text, c.relname::text" \
+	"                    FROM pg_catalog.pg_statistic_ext x" \
+	"                    JOIN pg_catalog.pg_class c ON c.oid = x.stxrelid" \
+	"                    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace) e(s, r)" \
+	" ORDER BY s COLLATE \"C\", r COLLATE \"C\""
 #define UA_IMPORT_RECORD_SQL \
 	"INSERT INTO upgrade_assist.stats_import_table AS t" \
 	"  (run_id, schemaname, relname, relid, status, columns_imported," \
@@ -382,12 +389,18 @@ ua_import_is_done(UaRows *done, int *dr, UaRows *rel, int rr)
 	return false;
 }
 
-/* Where the import is in the relation, attribute and done rows. */
+/*
+ * Where the import is in the relation, attribute and done rows; and which
+ * tables it takes: with only set, those in it (in_only) or those not in it.
+ */
 typedef struct UaImportPos
 {
 	int			rr;
 	int			ar;
 	int			dr;
+	UaRows	   *only;
+	bool		in_only;
+	int			xr;				/* merge position in only */
 } UaImportPos;
 
 /*
@@ -424,6 +437,9 @@ ua_import_batch(UaImportArgs *a, UaRows *rel, UaRows *att, UaRows *done,
 		first = pos->ar;
 		while (pos->ar < att->nrows && ua_same_table(rel, pos->rr, att, pos->ar))
 			pos->ar++;
+		if (pos->only != NULL &&
+			ua_import_is_done(pos->only, &pos->xr, rel, pos->rr) != pos->in_only)
+			continue;
 		if (ua_import_is_done(done, &pos->dr, rel, pos->rr))
 			continue;
 		n++;
@@ -497,9 +513,49 @@ ua_import_batch_fast(UaImportArgs *a, UaRows *rel, UaRows *att, UaRows *done,
 }
 
 /*
+ * ua_import_batches
+ *		Import the tables *pos takes, batch after batch (numbered from
+ *		*batch + 1 on), until the relation rows are through.
+ */
+static void
+ua_import_batches(UaImportArgs *a, UaRows *rel, UaRows *att, UaRows *done,
+				  UaImportPos *pos, int64 run_id, int *batch, int attempt,
+				  MemoryContext cxt)
+{
+	while (pos->rr < rel->nrows)
+	{
+		UaImportPos start = *pos;
+
+		CHECK_FOR_INTERRUPTS();
+		if (BackendPidGetProc(a->caller_pid) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("the caller of import_stats() is gone")));
+		(*batch)++;
+
+		/*
+		 * The batch in one transaction without subtransactions (no
+		 * subtransaction XIDs to overflow every snapshot of the server); if
+		 * it fails, again with one subtransaction per table, so that the
+		 * table that failed is reported and rolled back alone.
+		 */
+		if (!ua_import_batch_fast(a, rel, att, done, pos, run_id, *batch,
+								  attempt, cxt))
+		{
+			*pos = start;
+			ua_import_batch(a, rel, att, done, pos, run_id, *batch, attempt,
+							cxt, true);
+		}
+	}
+}
+
+/*
  * ua_import_run
  *		The worker's work: start or resume the run, read the statistics,
- *		import the tables not done yet in batches, mark the run done.
+ *		import the tables not done yet in batches, mark the run done.  With
+ *		rebuild_jobs, the tables that have extended statistics go first,
+ *		then a rebuild of those starts and runs beside the import of the
+ *		others.
  *		Throws on errors outside a table (the run stays 'running').
  */
 static void
@@ -508,10 +564,11 @@ ua_import_run(UaImportArgs *a, MemoryContext cxt, int64 *run_id_out)
 	UaRows		rel;
 	UaRows		att;
 	UaRows		done;
+	UaRows		ext;
 	int64		run_id;
 	int			attempt;
 	int			batch;
-	UaImportPos pos = {0, 0, 0};
+	UaImportPos pos = {0};
 	Oid			types[1] = {INT8OID};
 	Datum		values[1];
 
@@ -524,52 +581,36 @@ ua_import_run(UaImportArgs *a, MemoryContext cxt, int64 *run_id_out)
 	ua_fence_exempt_end();
 	ua_xact_end(cxt);
 
-	/*
-	 * The rebuild of what no import carries (extended statistics), started
-	 * now so that it runs beside the import: its workers begin when this
-	 * transaction commits, and each table waits for the other's lock.
-	 */
+	ua_xact_begin("import_stats: reading the statistics");
+	ua_import_read_source(a->has_source ? a->source : NULL, a->roleid, &rel, &att, cxt);
+	if (a->rebuild_jobs > 0)
+		ua_rows_from_spi(UA_IMPORT_EXT_SQL, 0, NULL, NULL, 2, &ext, cxt);
+	ua_xact_end(cxt);
+
 	if (a->rebuild_jobs > 0)
 	{
+		/*
+		 * The tables with extended statistics first; then the rebuild of
+		 * those (on their columns), started now so that it runs beside the
+		 * import of the others: its workers begin when this transaction
+		 * commits, and the import no longer needs their tables' locks.
+		 */
 		int			target = -1;
 		Datum		stage = Int32GetDatum(target);
 
+		pos.only = &ext;
+		pos.in_only = true;
+		ua_import_batches(a, &rel, &att, &done, &pos, run_id, &batch, attempt, cxt);
 		ua_xact_begin("import_stats: starting the rebuild");
 		(void) ua_stats_launch(construct_array(&stage, 1, INT4OID, sizeof(int32),
 											   true, TYPALIGN_INT),
 							   1, &target, a->rebuild_jobs, UA_STATS_EXT, a->roleid);
 		ua_xact_end(cxt);
+		memset(&pos, 0, sizeof(pos));
+		pos.only = &ext;
+		pos.in_only = false;
 	}
-
-	ua_xact_begin("import_stats: reading the statistics");
-	ua_import_read_source(a->has_source ? a->source : NULL, a->roleid, &rel, &att, cxt);
-	ua_xact_end(cxt);
-
-	while (pos.rr < rel.nrows)
-	{
-		UaImportPos start = pos;
-
-		CHECK_FOR_INTERRUPTS();
-		if (BackendPidGetProc(a->caller_pid) == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_QUERY_CANCELED),
-					 errmsg("the caller of import_stats() is gone")));
-		batch++;
-
-		/*
-		 * The batch in one transaction without subtransactions (no
-		 * subtransaction XIDs to overflow every snapshot of the server); if
-		 * it fails, again with one subtransaction per table, so that the
-		 * table that failed is reported and rolled back alone.
-		 */
-		if (!ua_import_batch_fast(a, &rel, &att, &done, &pos, run_id, batch,
-								  attempt, cxt))
-		{
-			pos = start;
-			ua_import_batch(a, &rel, &att, &done, &pos, run_id, batch, attempt,
-							cxt, true);
-		}
-	}
+	ua_import_batches(a, &rel, &att, &done, &pos, run_id, &batch, attempt, cxt);
 
 	ua_xact_begin("import_stats: finishing");
 	ua_fence_exempt_begin();
