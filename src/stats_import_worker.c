@@ -284,7 +284,11 @@ ua_import_records_store(int64 run_id, UaImportRecords *r, int batch, int attempt
  *		printed and parsed the same way on both sides), and a lock_timeout
  *		so that a table locked for long (or by the caller's own
  *		transaction, which waits for the worker) is reported failed instead
- *		of stopping the import.
+ *		of stopping the import; and the batches committed without waiting
+ *		for their WAL to reach the disk: the run's last transaction waits
+ *		for it (all of it, the earlier batches' too) before import_stats()
+ *		returns, and a crash before that loses whole batches with their
+ *		records, which the next call then imports again.
  */
 static void
 ua_import_worker_gucs(void)
@@ -296,6 +300,8 @@ ua_import_worker_gucs(void)
 	SetConfigOption("extra_float_digits", "1", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("lock_timeout", UA_STATS_IMPORT_LOCK_TIMEOUT,
 					PGC_SUSET, PGC_S_OVERRIDE);
+	/* Until the run's last commit, which flushes the WAL of all (see there). */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
 	SetConfigOption("application_name", "upgrade_assist import_stats",
 					PGC_USERSET, PGC_S_OVERRIDE);
 }
@@ -613,6 +619,8 @@ ua_import_run(UaImportArgs *a, MemoryContext cxt, int64 *run_id_out)
 	ua_import_batches(a, &rel, &att, &done, &pos, run_id, &batch, attempt, cxt);
 
 	ua_xact_begin("import_stats: finishing");
+	/* This commit waits for the WAL, the batches' before it included. */
+	SetConfigOption("synchronous_commit", "on", PGC_SUSET, PGC_S_OVERRIDE);
 	ua_fence_exempt_begin();
 	ua_spi_exec_typed("UPDATE upgrade_assist.stats_import_run"
 					  "   SET state = 'done', ended_at = clock_timestamp()"
