@@ -21,6 +21,8 @@
 #define UA_STATS_IMPORT_LOCK_TIMEOUT "10s"
 /* Largest batch (tables per transaction) import_stats() takes. */
 #define UA_STATS_IMPORT_MAX_BATCH 10000
+/* Most import workers one import_stats() call takes (jobs). */
+#define UA_STATS_IMPORT_MAX_JOBS 8
 
 /* Columns of the attribute rows, 0-based. */
 enum

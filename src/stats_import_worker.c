@@ -29,6 +29,7 @@
 #include "storage/lock.h"
 #include "storage/procarray.h"
 #include "tcop/tcopprot.h"
+#include "common/hashfn.h"
 #include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
@@ -69,6 +70,9 @@ typedef struct UaImportArgs
 	int			caller_pid;
 	int			batch_size;
 	int			rebuild_jobs;	/* workers of the rebuild beside it, or 0 */
+	int			jobs;			/* import workers, the first (leader) included */
+	int			leader_pid;		/* helpers: the leader, 0 in the leader */
+	int			batch_base;		/* helpers: batch numbers above this */
 	int64		request;		/* this call, as stats_import_run.request */
 	bool		has_source;
 	char		source[NAMEDATALEN];
@@ -407,7 +411,25 @@ typedef struct UaImportPos
 	UaRows	   *only;
 	bool		in_only;
 	int			xr;				/* merge position in only */
+	int			jobs;			/* with jobs > 1, only the tables whose */
+	uint32		shares;			/* ua_import_share is in this mask */
 } UaImportPos;
+
+/*
+ * ua_import_share
+ *		Which of jobs workers imports the table of relation row rr: by its
+ *		name, so that every worker agrees whatever rows it read.
+ */
+static int
+ua_import_share(UaRows *rel, int rr, int jobs)
+{
+	uint32		h = hash_bytes((const unsigned char *) UA_CELL(rel, rr, 0),
+							   strlen(UA_CELL(rel, rr, 0)));
+
+	h ^= hash_bytes((const unsigned char *) UA_CELL(rel, rr, 1),
+					strlen(UA_CELL(rel, rr, 1))) * 31;
+	return (int) (h % (uint32) jobs);
+}
 
 /*
  * ua_import_batch
@@ -447,6 +469,9 @@ ua_import_batch(UaImportArgs *a, UaRows *rel, UaRows *att, UaRows *done,
 			ua_import_is_done(pos->only, &pos->xr, rel, pos->rr) != pos->in_only)
 			continue;
 		if (ua_import_is_done(done, &pos->dr, rel, pos->rr))
+			continue;
+		if (pos->jobs > 1 &&
+			(pos->shares & ((uint32) 1 << ua_import_share(rel, pos->rr, pos->jobs))) == 0)
 			continue;
 		n++;
 
@@ -520,24 +545,26 @@ ua_import_batch_fast(UaImportArgs *a, UaRows *rel, UaRows *att, UaRows *done,
 
 /*
  * ua_import_batches
- *		Import the tables *pos takes, batch after batch (numbered from
- *		*batch + 1 on), until the relation rows are through.
+ *		Import the tables *pos takes, batch after batch (numbered *batch +
+ *		step, + 2 step, ...; *batch is left at the last), until the relation
+ *		rows are through.  A helper stops when the leader is gone.
  */
 static void
 ua_import_batches(UaImportArgs *a, UaRows *rel, UaRows *att, UaRows *done,
-				  UaImportPos *pos, int64 run_id, int *batch, int attempt,
-				  MemoryContext cxt)
+				  UaImportPos *pos, int64 run_id, int *batch, int step,
+				  int attempt, MemoryContext cxt)
 {
 	while (pos->rr < rel->nrows)
 	{
 		UaImportPos start = *pos;
 
 		CHECK_FOR_INTERRUPTS();
-		if (BackendPidGetProc(a->caller_pid) == NULL)
+		if (BackendPidGetProc(a->caller_pid) == NULL ||
+			(a->leader_pid != 0 && BackendPidGetProc(a->leader_pid) == NULL))
 			ereport(ERROR,
 					(errcode(ERRCODE_QUERY_CANCELED),
 					 errmsg("the caller of import_stats() is gone")));
-		(*batch)++;
+		(*batch) += step;
 
 		/*
 		 * The batch in one transaction without subtransactions (no
@@ -553,6 +580,114 @@ ua_import_batches(UaImportArgs *a, UaRows *rel, UaRows *att, UaRows *done,
 							cxt, true);
 		}
 	}
+}
+
+/*
+ * ua_import_parallel
+ *		The leader's part when a->jobs > 1: start a->jobs - 1 helpers, each
+ *		importing the tables of its share (ua_import_share) of what *pos
+ *		takes, with batch numbers above *batch that do not collide; import
+ *		its own share (and that of any helper that did not start); wait for
+ *		the helpers; then sweep: import whatever they did not record (a
+ *		helper that died, a table one of them did not see).
+ */
+static void
+ua_import_parallel(UaImportArgs *a, UaRows *rel, UaRows *att, UaRows *done,
+				   UaImportPos *pos, int64 run_id, int *batch, int attempt,
+				   MemoryContext cxt)
+{
+	BackgroundWorkerHandle *handles[UA_STATS_IMPORT_MAX_JOBS];
+	int			nhandles = 0;
+	UaImportPos start = *pos;
+	UaImportPos sweep = *pos;
+	int			base = *batch;
+	int			mine;
+	UaRows		recorded;
+	Oid			types[2] = {INT8OID, INT4OID};
+	Datum		values[2];
+
+	pos->jobs = a->jobs;
+	pos->shares = 1;
+	for (int k = 1; k < a->jobs; k++)
+	{
+		UaImportArgs h = *a;
+		BackgroundWorker bgw;
+
+		h.leader_pid = MyProcPid;
+		h.batch_base = base;
+		ua_bgworker_init(&bgw, "ua_stats_import_main", "upgrade_assist import_stats",
+						 BGW_NEVER_RESTART, Int32GetDatum(k));
+		memcpy(bgw.bgw_extra, &h, sizeof(h));
+		if (RegisterDynamicBackgroundWorker(&bgw, &handles[nhandles]))
+			nhandles++;
+		else
+			pos->shares |= (uint32) 1 << k;		/* the leader does it */
+	}
+	mine = base;
+	ua_import_batches(a, rel, att, done, pos, run_id, &mine, a->jobs, attempt, cxt);
+	for (int i = 0; i < nhandles; i++)
+		(void) WaitForBackgroundWorkerShutdown(handles[i]);
+
+	/* What the helpers did not record, in this call or before. */
+	values[0] = Int64GetDatum(run_id);
+	values[1] = Int32GetDatum(attempt);
+	ua_xact_begin("import_stats: sweeping");
+	ua_rows_from_spi("SELECT schemaname, relname FROM upgrade_assist.stats_import_table"
+					 " WHERE run_id = $1 AND (status <> 'failed' OR attempt = $2)"
+					 " ORDER BY schemaname COLLATE \"C\", relname COLLATE \"C\"",
+					 2, types, values, 2, &recorded, cxt);
+	ua_xact_end(cxt);
+	*batch = base + a->jobs * (rel->nrows + 1);
+	sweep.rr = start.rr;
+	sweep.ar = start.ar;
+	sweep.dr = 0;
+	sweep.xr = start.xr;
+	ua_import_batches(a, rel, att, &recorded, &sweep, run_id, batch, 1, attempt, cxt);
+}
+
+/*
+ * ua_import_helper
+ *		A helper's work (main_arg k > 0): find the leader's run by the
+ *		call's request, read the statistics, import share k.
+ */
+static void
+ua_import_helper(UaImportArgs *a, int k, MemoryContext cxt)
+{
+	UaRows		rel;
+	UaRows		att;
+	UaRows		done;
+	UaRows		ext;
+	UaImportPos pos = {0};
+	int64		run_id;
+	int			attempt;
+	int			batch = a->batch_base + k - a->jobs;
+	bool		isnull;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+
+	ua_xact_begin("import_stats: helper starting");
+	values[0] = Int64GetDatum(a->request);
+	if (ua_spi_exec_typed("SELECT run_id, attempts::bigint FROM upgrade_assist.stats_import_run"
+						  " WHERE request = $1",
+						  1, types, values, NULL, SPI_OK_SELECT) != 1)
+		elog(ERROR, "import_stats: the run of the call is gone");
+	run_id = ua_spi_getint8(0, 1, &isnull);
+	attempt = (int) ua_spi_getint8(0, 2, &isnull);
+	values[0] = Int64GetDatum(run_id);
+	ua_rows_from_spi(UA_IMPORT_DONE_SQL, 1, types, values, 2, &done, cxt);
+	ua_import_read_source(a->has_source ? a->source : NULL, a->roleid, &rel, &att, cxt);
+	if (a->rebuild_jobs > 0)
+	{
+		/* The leader did the tables with extended statistics. */
+		ua_rows_from_spi(UA_IMPORT_EXT_SQL, 0, NULL, NULL, 2, &ext, cxt);
+		pos.only = &ext;
+		pos.in_only = false;
+	}
+	ua_xact_end(cxt);
+
+	pos.jobs = a->jobs;
+	pos.shares = (uint32) 1 << k;
+	ua_import_batches(a, &rel, &att, &done, &pos, run_id, &batch, a->jobs, attempt, cxt);
 }
 
 /*
@@ -606,7 +741,7 @@ ua_import_run(UaImportArgs *a, MemoryContext cxt, int64 *run_id_out)
 
 		pos.only = &ext;
 		pos.in_only = true;
-		ua_import_batches(a, &rel, &att, &done, &pos, run_id, &batch, attempt, cxt);
+		ua_import_batches(a, &rel, &att, &done, &pos, run_id, &batch, 1, attempt, cxt);
 		ua_xact_begin("import_stats: starting the rebuild");
 		(void) ua_stats_launch(construct_array(&stage, 1, INT4OID, sizeof(int32),
 											   true, TYPALIGN_INT),
@@ -616,7 +751,10 @@ ua_import_run(UaImportArgs *a, MemoryContext cxt, int64 *run_id_out)
 		pos.only = &ext;
 		pos.in_only = false;
 	}
-	ua_import_batches(a, &rel, &att, &done, &pos, run_id, &batch, attempt, cxt);
+	if (a->jobs > 1)
+		ua_import_parallel(a, &rel, &att, &done, &pos, run_id, &batch, attempt, cxt);
+	else
+		ua_import_batches(a, &rel, &att, &done, &pos, run_id, &batch, 1, attempt, cxt);
 
 	ua_xact_begin("import_stats: finishing");
 	/* This commit waits for the WAL, the batches' before it included. */
@@ -624,7 +762,7 @@ ua_import_run(UaImportArgs *a, MemoryContext cxt, int64 *run_id_out)
 	ua_fence_exempt_begin();
 	ua_spi_exec_typed("UPDATE upgrade_assist.stats_import_run"
 					  "   SET state = 'done', ended_at = clock_timestamp()"
-					  " WHERE run_id = $1",
+					  " WHERE run_id = $1 AND error_code IS NULL",
 					  1, types, values, NULL, SPI_OK_UPDATE);
 	ua_fence_exempt_end();
 	ua_xact_end(cxt);
@@ -643,7 +781,6 @@ ua_stats_import_main(Datum main_arg)
 	MemoryContext cxt;
 	volatile int64 run_id = 0;
 
-	(void) main_arg;
 	memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof(args));
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
@@ -659,7 +796,10 @@ ua_stats_import_main(Datum main_arg)
 	{
 		int64		id = 0;
 
-		ua_import_run(&args, cxt, &id);
+		if (DatumGetInt32(main_arg) > 0)
+			ua_import_helper(&args, DatumGetInt32(main_arg), cxt);
+		else
+			ua_import_run(&args, cxt, &id);
 		run_id = id;
 	}
 	PG_CATCH();
@@ -805,6 +945,7 @@ import_stats(PG_FUNCTION_ARGS)
 	char	   *source = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	int			batch_size = PG_ARGISNULL(1) ? -1 : PG_GETARG_INT32(1);
 	int			rebuild_jobs = PG_ARGISNULL(2) ? -1 : PG_GETARG_INT32(2);
+	int			jobs = PG_ARGISNULL(3) ? -1 : PG_GETARG_INT32(3);
 	UaImportArgs args;
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *volatile handle = NULL;
@@ -827,6 +968,10 @@ import_stats(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("rebuild_jobs must be between 0 and %d", UA_STATS_MAX_JOBS)));
+	if (jobs < 1 || jobs > UA_STATS_IMPORT_MAX_JOBS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("jobs must be between 1 and %d", UA_STATS_IMPORT_MAX_JOBS)));
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
@@ -841,6 +986,7 @@ import_stats(PG_FUNCTION_ARGS)
 	args.caller_pid = MyProcPid;
 	args.batch_size = batch_size;
 	args.rebuild_jobs = rebuild_jobs;
+	args.jobs = jobs;
 	if (!pg_strong_random(&args.request, sizeof(args.request)))
 		args.request = (int64) GetCurrentTimestamp() ^ ((int64) MyProcPid << 40);
 	args.has_source = (source != NULL);
