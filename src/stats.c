@@ -327,7 +327,7 @@ ua_stats_create_run(ArrayType *stages, int nstages, int jobs,
 									"                                   OR c.kind = 'partitioned table')))"
 									"             THEN (SELECT pg_catalog.array_agg(DISTINCT k.k ORDER BY k.k)"
 									"                     FROM pg_catalog.pg_statistic_ext x,"
-									"                          unnest(x.stxkeys::pg_catalog.int2[]) k(k)"
+									"                          pg_catalog.unnest(x.stxkeys::pg_catalog.int2[]) k(k)"
 									"                    WHERE x.stxrelid = c.relid::oid) END"
 									"   FROM upgrade_assist.stats_coverage c"
 									"   LEFT JOIN upgrade_assist.stats_task p"
