@@ -20,10 +20,13 @@
 #
 # Restart (logical replication part): a first import, one table per
 # transaction, waits for a table another session has locked and is
-# cancelled; the tables before it stay imported; the next call (fenced)
-# resumes the run, imports only what was left and returns the whole run.
-# After the import (pg_upgrade part), rebuild_stats(only_missing => true)
-# analyzes only the table with extended statistics.
+# cancelled; the tables before it stay imported; the next call (fenced,
+# with rebuild_jobs => 1) resumes the run, imports only what was left and
+# returns the whole run, and the rebuild it starts analyzes the table with
+# extended statistics on their columns only.  After the import (pg_upgrade
+# part), rebuild_stats(only_missing => true) analyzes only the table with
+# extended statistics, on those columns only (the others keep their
+# imported rows).
 
 use strict;
 use warnings;
