@@ -22,6 +22,7 @@ OBJS = \
 	src/stats.o \
 	src/stats_worker.o \
 	src/stats_import.o \
+	src/stats_import_worker.o \
 	src/preflight.o \
 	src/cutover.o \
 	src/cutover_worker.o \

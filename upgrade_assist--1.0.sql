@@ -360,6 +360,10 @@ CREATE TABLE upgrade_assist.stats_task (
     retries     integer     NOT NULL DEFAULT 0,
     analyzed_at timestamptz,
     note        text,
+    -- the columns (attnums) to analyze, NULL for all: in an only_missing
+    -- run, a table whose columns all have statistics (imported) but whose
+    -- extended statistics lack data gets the columns of those objects
+    columns     smallint[],
     PRIMARY KEY (run_id, relid)
 );
 CREATE INDEX stats_task_queue ON upgrade_assist.stats_task
@@ -651,7 +655,9 @@ AS 'MODULE_PATHNAME', 'export_stats'
 LANGUAGE C VOLATILE;
 
 CREATE FUNCTION upgrade_assist.import_stats(source text DEFAULT NULL,
-                                            batch_size integer DEFAULT 100)
+                                            batch_size integer DEFAULT 100,
+                                            rebuild_jobs integer DEFAULT 0,
+                                            jobs integer DEFAULT 1)
 RETURNS TABLE (schemaname text, relname text, status text,
                columns_imported integer, columns_skipped integer, detail text)
 AS 'MODULE_PATHNAME', 'import_stats'
@@ -660,7 +666,7 @@ LANGUAGE C VOLATILE;
 REVOKE ALL ON upgrade_assist.stats_export_rel FROM PUBLIC;
 REVOKE ALL ON upgrade_assist.stats_export_att FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.export_stats() FROM PUBLIC;
-REVOKE ALL ON FUNCTION upgrade_assist.import_stats(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.import_stats(text, integer, integer, integer) FROM PUBLIC;
 REVOKE ALL ON upgrade_assist.stats_import_run FROM PUBLIC;
 REVOKE ALL ON upgrade_assist.stats_import_table FROM PUBLIC;
 GRANT SELECT ON upgrade_assist.stats_import_run, upgrade_assist.stats_import_table TO pg_monitor;

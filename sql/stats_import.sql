@@ -77,9 +77,26 @@ SELECT * FROM upgrade_assist.import_stats('no_such_peer');
 SELECT * FROM upgrade_assist.import_stats(batch_size => 0);
 SELECT * FROM upgrade_assist.import_stats(batch_size => 10001);
 SELECT * FROM upgrade_assist.import_stats(NULL, NULL);
+SELECT * FROM upgrade_assist.import_stats(rebuild_jobs => -1);
+SELECT * FROM upgrade_assist.import_stats(rebuild_jobs => 33);
+SELECT * FROM upgrade_assist.import_stats(rebuild_jobs => NULL);
+SELECT * FROM upgrade_assist.import_stats(jobs => 0);
+SELECT * FROM upgrade_assist.import_stats(jobs => 9);
 -- (nothing recorded for them)
 SELECT count(*) FROM upgrade_assist.stats_import_run;
 \set VERBOSITY default
+
+-- Two workers share the tables: the same result, each table recorded once,
+-- by one of them.
+SELECT relname, status, columns_imported, columns_skipped
+  FROM upgrade_assist.import_stats(jobs => 2)
+ WHERE relname LIKE 'si\_%' ORDER BY relname;
+SELECT count(*) = count(DISTINCT (schemaname, relname)) AS once_each,
+       bool_and(status <> 'failed') AS none_failed
+  FROM upgrade_assist.stats_import_table
+ WHERE run_id = (SELECT max(run_id) FROM upgrade_assist.stats_import_run);
+SELECT state, error_code IS NULL AS no_error FROM upgrade_assist.stats_import_run
+ WHERE run_id = (SELECT max(run_id) FROM upgrade_assist.stats_import_run);
 
 -- A bad value in the export fails that table alone, rolled back (18 and
 -- later: pg_restore_attribute_stats warns and skips the column).
@@ -115,13 +132,14 @@ SELECT count(*) FROM upgrade_assist.stats_export_att;
 RESET ROLE;
 GRANT USAGE ON SCHEMA upgrade_assist TO regress_si_importer;
 GRANT EXECUTE ON FUNCTION upgrade_assist.export_stats() TO regress_si_importer;
-GRANT EXECUTE ON FUNCTION upgrade_assist.import_stats(text, integer) TO regress_si_importer;
+GRANT EXECUTE ON FUNCTION upgrade_assist.import_stats(text, integer, integer, integer) TO regress_si_importer;
 SET ROLE regress_si_importer;
 SELECT * FROM upgrade_assist.import_stats();
 RESET ROLE;
 GRANT SELECT ON upgrade_assist.stats_export_rel, upgrade_assist.stats_export_att
    TO regress_si_importer;
 SET ROLE regress_si_importer;
+SELECT * FROM upgrade_assist.import_stats(rebuild_jobs => 1);
 SELECT upgrade_assist.export_stats();
 \set VERBOSITY default
 SELECT relname, status, detail
@@ -138,5 +156,5 @@ REVOKE ALL ON upgrade_assist.stats_export_rel, upgrade_assist.stats_export_att
   FROM regress_si_importer;
 REVOKE ALL ON FUNCTION upgrade_assist.export_stats() FROM regress_si_importer;
 REVOKE USAGE ON SCHEMA upgrade_assist FROM regress_si_importer;
-REVOKE ALL ON FUNCTION upgrade_assist.import_stats(text, integer) FROM regress_si_importer;
+REVOKE ALL ON FUNCTION upgrade_assist.import_stats(text, integer, integer, integer) FROM regress_si_importer;
 DROP ROLE regress_si_nobody, regress_si_importer;

@@ -220,7 +220,10 @@ ua_stats_check_args(FunctionCallInfo fcinfo, int *targets, int *jobs)
  *		Store a new run and its tasks (through SPI, in the caller's
  *		transaction) and return its id; *ntasks receives the number of
  *		tables to analyze.  Runs of this cluster left 'running' by a restart
- *		become 'interrupted'.  With only_missing, the run takes the tables
+ *		become 'interrupted'.  UA_STATS_EXT takes the tables whose extended
+ *		statistics lack data, each with the columns of those objects (the
+ *		rest of an import that runs beside it).  UA_STATS_MISSING (the
+ *		only_missing of rebuild_stats) takes the tables
  *		whose statistics are incomplete (stats_coverage), and when the latest
  *		run ended unfinished with the same stages, also the tables it left
  *		between stages, which carry their stage count over (unless someone
@@ -229,8 +232,10 @@ ua_stats_check_args(FunctionCallInfo fcinfo, int *targets, int *jobs)
  */
 static int64
 ua_stats_create_run(ArrayType *stages, int nstages, int jobs,
-					bool only_missing, Oid roleid, uint64 *ntasks)
+					UaStatsSelect sel, Oid roleid, uint64 *ntasks)
 {
+	bool		only_missing = (sel != UA_STATS_ALL);
+	bool		ext_only = (sel == UA_STATS_EXT);
 	int64		origin = (int64) GetSystemIdentifier();
 	int64		run_id;
 	Datum		prev = (Datum) 0;
@@ -251,7 +256,7 @@ ua_stats_create_run(ArrayType *stages, int nstages, int jobs,
 						 " WHERE origin = $1 AND state = 'running'",
 						 origin, SPI_OK_UPDATE);
 
-	if (only_missing)
+	if (sel == UA_STATS_MISSING)
 	{
 		Oid			types[2] = {INT8OID, INT4ARRAYOID};
 		Datum		values[2] = {Int64GetDatum(origin), PointerGetDatum(stages)};
@@ -300,27 +305,38 @@ ua_stats_create_run(ArrayType *stages, int nstages, int jobs,
 	}
 
 	{
-		Oid			types[4] = {INT8OID, INT8OID, BOOLOID, INT4OID};
-		Datum		values[4];
-		char		nulls[4] = "    ";
+		Oid			types[5] = {INT8OID, INT8OID, BOOLOID, INT4OID, BOOLOID};
+		Datum		values[5];
+		char		nulls[5] = "     ";
 
 		values[0] = Int64GetDatum(run_id);
 		values[1] = prev;
 		nulls[1] = prev_null ? 'n' : ' ';
 		values[2] = BoolGetDatum(only_missing);
 		values[3] = Int32GetDatum(nstages);
+		values[4] = BoolGetDatum(ext_only);
 		*ntasks = ua_spi_exec_typed(
 									"INSERT INTO upgrade_assist.stats_task"
-									" (run_id, relid, relname, pages, stage_done)"
+									" (run_id, relid, relname, pages, stage_done, columns)"
 									" SELECT $1, c.relid::oid, format('%I.%I', c.schemaname, c.relname), c.pages,"
-									"        coalesce(p.stage_done, 0)"
+									"        coalesce(p.stage_done, 0),"
+									/* only the extended statistics missing: their columns */
+									"        CASE WHEN c.ext_stats > c.ext_stats_built"
+									"                  AND ($5 OR ($3 AND c.columns = c.columns_with_stats"
+									"                              AND (c.rows_estimate IS NOT NULL"
+									"                                   OR c.kind = 'partitioned table')))"
+									"             THEN (SELECT pg_catalog.array_agg(DISTINCT k.k ORDER BY k.k)"
+									"                     FROM pg_catalog.pg_statistic_ext x,"
+									"                          pg_catalog.unnest(x.stxkeys::pg_catalog.int2[]) k(k)"
+									"                    WHERE x.stxrelid = c.relid::oid) END"
 									"   FROM upgrade_assist.stats_coverage c"
 									"   LEFT JOIN upgrade_assist.stats_task p"
 									"     ON p.run_id = $2 AND p.relid = c.relid::oid"
-									"  WHERE NOT $3 OR NOT c.has_statistics"
-									"     OR (p.stage_done BETWEEN 1 AND $4 - 1"
-									"         AND c.last_analyzed <= p.analyzed_at)",
-									4, types, values, nulls, SPI_OK_INSERT);
+									"  WHERE CASE WHEN $5 THEN c.ext_stats > c.ext_stats_built"
+									"        ELSE NOT $3 OR NOT c.has_statistics"
+									"             OR (p.stage_done BETWEEN 1 AND $4 - 1"
+									"                 AND c.last_analyzed <= p.analyzed_at) END",
+									5, types, values, nulls, SPI_OK_INSERT);
 	}
 
 	{
@@ -431,18 +447,34 @@ rebuild_stats(PG_FUNCTION_ARGS)
 	int			targets[UA_STATS_MAX_STAGES];
 	int			nstages;
 	int			jobs;
-	bool		only_missing;
-	Oid			roleid = GetOuterUserId();
-	int64		run_id = 0;
-	uint64		ntasks = 0;
 
 	ua_require_preloaded(ua_stats);
 	nstages = ua_stats_check_args(fcinfo, targets, &jobs);
-	only_missing = PG_GETARG_BOOL(2);
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("statistics cannot be rebuilt during recovery")));
+	PG_RETURN_INT64(ua_stats_launch(PG_GETARG_ARRAYTYPE_P(0), nstages, targets,
+									jobs,
+									PG_GETARG_BOOL(2) ? UA_STATS_MISSING : UA_STATS_ALL,
+									GetOuterUserId()));
+}
+
+/*
+ * ua_stats_launch
+ *		Take the cluster's run slot (55006 when a run is active), store a
+ *		run of the given stages (targets, nstages of them) over the tables
+ *		sel selects, in the caller's transaction, and start up to jobs
+ *		workers that analyze as roleid once that transaction commits.
+ *		Returns the run id (a run with nothing to do is stored as done and
+ *		starts no worker).
+ */
+int64
+ua_stats_launch(ArrayType *stages, int nstages, const int *targets, int jobs,
+				UaStatsSelect sel, Oid roleid)
+{
+	int64		run_id = 0;
+	uint64		ntasks = 0;
 
 	/* Take the run slot. */
 	LWLockAcquire(ua_stats->lock, LW_EXCLUSIVE);
@@ -473,8 +505,7 @@ rebuild_stats(PG_FUNCTION_ARGS)
 			elog(ERROR, "SPI_connect failed");
 		/* The run's bookkeeping passes the fence: a fenced new side prepares. */
 		ua_fence_exempt_begin();
-		run_id = ua_stats_create_run(PG_GETARG_ARRAYTYPE_P(0), nstages, jobs,
-									 only_missing, roleid, &ntasks);
+		run_id = ua_stats_create_run(stages, nstages, jobs, sel, roleid, &ntasks);
 		ua_fence_exempt_end();
 		SPI_finish();
 
@@ -524,7 +555,7 @@ rebuild_stats(PG_FUNCTION_ARGS)
 		ua_stats->run_id = 0;
 		LWLockRelease(ua_stats->lock);
 	}
-	PG_RETURN_INT64(run_id);
+	return run_id;
 }
 
 /*

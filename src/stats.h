@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "storage/lwlock.h"
+#include "utils/array.h"
 #include "storage/proc.h"
 
 /* Limits of rebuild_stats' arguments. */
@@ -74,17 +75,25 @@ typedef struct UaStatsShared
 	UaStatsWorker workers[UA_STATS_MAX_JOBS];
 } UaStatsShared;
 
+/* Which tables a run takes (stats.c, ua_stats_create_run). */
+typedef enum UaStatsSelect
+{
+	UA_STATS_ALL,				/* every table */
+	UA_STATS_MISSING,			/* incomplete in stats_coverage (only_missing) */
+	UA_STATS_EXT				/* extended statistics without data, on their
+								 * columns only (import_stats' rebuild_jobs) */
+} UaStatsSelect;
+
 /* stats.c */
 extern UaStatsShared *ua_stats;
 extern void ua_stats_shmem_request(void);
 extern void ua_stats_shmem_startup(void);
 extern void ua_stats_release_if_idle(void);
 extern uint64 ua_stats_spi_exec_id(const char *sql, int64 id, int expected);
+extern int64 ua_stats_launch(ArrayType *stages, int nstages, const int *targets,
+							 int jobs, UaStatsSelect sel, Oid roleid);
 
 /* stats_worker.c */
 PGDLLEXPORT void ua_stats_worker_main(Datum main_arg);
-
-/* stats_import.c */
-PGDLLEXPORT void ua_stats_import_main(Datum main_arg);
 
 #endif							/* UA_STATS_H */

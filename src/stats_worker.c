@@ -234,7 +234,13 @@ ua_stats_task_update(const char *sql, int64 run_id, Oid relid, const char *text)
 	" WHERE run_id = $1 AND relid = $2"
 /* Read through a cursor: only the rows fetched are locked. */
 #define UA_TASK_CLAIM \
-	"SELECT relid, stage_done, pages FROM upgrade_assist.stats_task" \
+	"SELECT relid, stage_done, pages," \
+	"       (SELECT pg_catalog.string_agg(pg_catalog.quote_ident(a.attname), ', '" \
+	"                                     ORDER BY a.attnum)" \
+	"          FROM pg_catalog.pg_attribute a" \
+	"         WHERE a.attrelid = t.relid AND a.attnum = ANY (t.columns)" \
+	"           AND NOT a.attisdropped)" \
+	"  FROM upgrade_assist.stats_task t" \
 	" WHERE run_id = $1 AND stage_done < $2" \
 	"   AND retry_at <= clock_timestamp()" \
 	" ORDER BY stage_done, pages DESC, relid" \
@@ -290,36 +296,40 @@ ua_stats_batch_cost(int64 pages, int target)
 /*
  * ua_stats_analyze_sql
  *		The ANALYZE statement for the given relations, which the caller has
- *		locked and checked to exist.
+ *		locked and checked to exist; cols[i], when not NULL, is the column
+ *		list of relids[i] (names quoted, comma-separated).
  */
 static char *
-ua_stats_analyze_sql(const Oid *relids, int n)
+ua_stats_analyze_sql(const Oid *relids, char *const *cols, int n)
 {
 	StringInfoData sql;
 
 	initStringInfo(&sql);
 	appendStringInfoString(&sql, "ANALYZE ");
 	for (int i = 0; i < n; i++)
-		appendStringInfo(&sql, "%s%s%s", i > 0 ? ", " : "",
+		appendStringInfo(&sql, "%s%s%s%s%s%s", i > 0 ? ", " : "",
 						 UA_ANALYZE_ONLY(get_rel_relkind(relids[i])),
 						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relids[i])),
-													get_rel_name(relids[i])));
+													get_rel_name(relids[i])),
+						 cols[i] ? " (" : "", cols[i] ? cols[i] : "",
+						 cols[i] ? ")" : "");
 	return sql.data;
 }
 
 /*
  * ua_stats_analyze_one
  *		Analyze one locked relation with the given target and record the
- *		outcome: on success its relid is appended to done[*ndone]; a lock
+ *		outcome (cols: its column list, NULL for all columns): on success
+ *		its relid is appended to done[*ndone]; a lock
  *		not granted or a cancel not meant for the run puts the task back for
  *		a retry; any other error is logged and the task skipped.  Returns
  *		false when the run was cancelled.
  */
 static bool
-ua_stats_analyze_one(int64 run_id, Oid relid, int stage, int target,
+ua_stats_analyze_one(int64 run_id, Oid relid, char *cols, int stage, int target,
 					 Oid roleid, Oid *done, int *ndone)
 {
-	char	   *sql = ua_stats_analyze_sql(&relid, 1);
+	char	   *sql = ua_stats_analyze_sql(&relid, &cols, 1);
 	char	   *err = NULL;
 	int			code;
 
@@ -366,7 +376,9 @@ ua_stats_step(int64 run_id, int nstages, const int *targets, Oid roleid,
 	Oid			types[2] = {INT8OID, INT4OID};
 	Datum		values[2] = {Int64GetDatum(run_id), Int32GetDatum(nstages)};
 	Oid			claimed[UA_STATS_BATCH_TABLES];
+	char	   *claimed_cols[UA_STATS_BATCH_TABLES];
 	Oid			ready[UA_STATS_BATCH_TABLES];
+	char	   *ready_cols[UA_STATS_BATCH_TABLES];
 	Oid			done[UA_STATS_BATCH_TABLES];
 	int			nclaimed = 0;
 	int			nready = 0;
@@ -399,6 +411,7 @@ ua_stats_step(int64 run_id, int nstages, const int *targets, Oid roleid,
 		if (nclaimed > 0 && stage != stage_done)
 			break;
 		stage_done = stage;
+		claimed_cols[nclaimed] = SPI_getvalue(tup, desc, 4);
 		claimed[nclaimed++] = DatumGetObjectId(SPI_getbinval(tup, desc, 1, &isnull));
 		pages = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
 		cost += ua_stats_batch_cost(pages, targets[stage_done]);
@@ -447,18 +460,21 @@ ua_stats_step(int64 run_id, int nstages, const int *targets, Oid roleid,
 			else if (!SearchSysCacheExists1(RELOID, ObjectIdGetDatum(claimed[i])))
 				ua_stats_task_update(UA_TASK_SKIP, run_id, claimed[i], "dropped");
 			else
+			{
+				ready_cols[nready] = claimed_cols[i];
 				ready[nready++] = claimed[i];
+			}
 		}
 
 		if (nready == 1)
 		{
-			if (!ua_stats_analyze_one(run_id, ready[0], stage_done + 1, target,
+			if (!ua_stats_analyze_one(run_id, ready[0], ready_cols[0], stage_done + 1, target,
 									  roleid, done, &ndone))
 				result = UA_STEP_FINISHED;
 		}
 		else if (nready > 1)
 		{
-			char	   *sql = ua_stats_analyze_sql(ready, nready);
+			char	   *sql = ua_stats_analyze_sql(ready, ready_cols, nready);
 			char	   *err = NULL;
 			int			code;
 
@@ -478,7 +494,7 @@ ua_stats_step(int64 run_id, int nstages, const int *targets, Oid roleid,
 			{
 				/* Find the table that failed: one by one. */
 				for (int i = 0; i < nready && result != UA_STEP_FINISHED; i++)
-					if (!ua_stats_analyze_one(run_id, ready[i], stage_done + 1,
+					if (!ua_stats_analyze_one(run_id, ready[i], ready_cols[i], stage_done + 1,
 											  target, roleid, done, &ndone))
 						result = UA_STEP_FINISHED;
 			}

@@ -20,10 +20,13 @@
 #
 # Restart (logical replication part): a first import, one table per
 # transaction, waits for a table another session has locked and is
-# cancelled; the tables before it stay imported; the next call (fenced)
-# resumes the run, imports only what was left and returns the whole run.
-# After the import (pg_upgrade part), rebuild_stats(only_missing => true)
-# analyzes only the table with extended statistics.
+# cancelled; the tables before it stay imported; the next call (fenced,
+# with rebuild_jobs => 1) resumes the run, imports only what was left and
+# returns the whole run, and the rebuild it starts analyzes the table with
+# extended statistics on their columns only.  After the import (pg_upgrade
+# part), rebuild_stats(only_missing => true) analyzes only the table with
+# extended statistics, on those columns only (the others keep their
+# imported rows).
 
 use strict;
 use warnings;
@@ -173,12 +176,13 @@ $locker->quit;
 $new->safe_psql('postgres',
 	"SELECT count(*) FROM upgrade_assist.fence('new side: until cutover')");
 
-# The next call (fenced) resumes the run and returns all of it.
+# The next call (fenced) resumes the run and returns all of it; with
+# rebuild_jobs, a rebuild of the extended statistics runs beside it.
 my $result = $new->safe_psql(
 	'postgres', qq{
 SELECT relname || ' ' || status || ' ' || columns_imported || ' ' || columns_skipped
        || coalesce(' ' || detail, '')
-  FROM upgrade_assist.import_stats('old_side')
+  FROM upgrade_assist.import_stats('old_side', rebuild_jobs => 1)
  WHERE relname IN ($table_list) ORDER BY relname COLLATE "C"});
 is( $result, q{Quoted Table imported 1 0
 items imported 5 1 column retyped: type differs (old integer, new bigint)
@@ -196,9 +200,33 @@ SELECT r.attempts || ' ' || r.state || ': ' ||
 	'2 done: Quoted Table 1, items 1, parted 1, parted_1 1, parted_2 2',
 	'the second call resumed the run: only the table left was imported again');
 
-my $new_lines = stats_lines($new);
-cmp_ok(scalar @$new_lines, '==', 12, 'pg_stats on the new side: every column but the skipped one');
-is_deeply($new_lines, stats_lines($old, 'items.retyped.'),
+# The rebuild beside the import analyzed items on the columns of its
+# extended statistics only (id, skewed): the new side's own statistics
+# there (its table is another file), the imported ones everywhere else.
+ok( $new->poll_query_until(
+		'postgres', q{
+SELECT state = 'done' AND workers = 0 FROM upgrade_assist.stats_progress
+ ORDER BY run DESC LIMIT 1}),
+	'the rebuild beside the import ends');
+is( $new->safe_psql(
+		'postgres', q{
+SELECT string_agg(t.relid::regclass::text || ' ' || t.columns::text || ' ' || t.stage_done, ', ')
+  FROM upgrade_assist.stats_task t
+ WHERE t.run_id = (SELECT max(run_id) FROM upgrade_assist.stats_run)}),
+	'items {1,5} 1',
+	'the rebuild beside the import: the table with extended statistics, on their columns');
+is( $new->safe_psql(
+		'postgres', q{
+SELECT count(*) FROM pg_statistic_ext x JOIN pg_statistic_ext_data d ON d.stxoid = x.oid
+ WHERE x.stxrelid = 'public.items'::regclass AND d.stxddependencies IS NOT NULL}),
+	'1', 'the extended statistics are built on the new side');
+my @reanalyzed = ('items.id.', 'items.skewed.');
+my $new_lines = [ grep { my $l = $_; !grep { index($l, $_) == 0 } @reanalyzed } @{ stats_lines($new) } ];
+cmp_ok(scalar @$new_lines, '==', 10,
+	'pg_stats on the new side: every column but the skipped and the re-analyzed ones');
+is_deeply(
+	$new_lines,
+	[ grep { my $l = $_; !grep { index($l, $_) == 0 } @reanalyzed } @{ stats_lines($old, 'items.retyped.') } ],
 	'pg_stats on the new side equals the old side for every imported column');
 is($new->safe_psql('postgres', $range_sql), $old->safe_psql('postgres', $range_sql),
 	'range bounds histogram equal');
@@ -237,7 +265,7 @@ if ($ENV{UA_PG17_INSTALL}
 
 SKIP:
 {
-	skip 'pg_upgrade path: needs old 13 and UA_PG17_INSTALL', 11 unless $target;
+	skip 'pg_upgrade path: needs old 13 and UA_PG17_INSTALL', 14 unless $target;
 
 	my $src = UATest::node('src', install_path => $old_install);
 	$src->append_conf('postgresql.conf', 'autovacuum = off');
@@ -300,7 +328,13 @@ SELECT string_agg(relname || ' ' || columns || '/' || columns_with_stats || ' '
 		'items 6/6 1/0',
 		'stats_coverage: only the table with extended statistics is incomplete');
 
-	# The rebuild after the import analyzes only what the import left.
+	# The rebuild after the import analyzes only what the import left: of
+	# items, only the columns of its extended statistics (id, skewed).  A
+	# mark on another column's imported row shows that it is not analyzed.
+	$dst->safe_psql(
+		'postgres', q{
+UPDATE pg_statistic SET stanullfrac = 0.25
+ WHERE starelid = 'public.items'::regclass AND staattnum = 2});
 	my $run = $dst->safe_psql('postgres',
 		'SELECT upgrade_assist.rebuild_stats(only_missing => true)');
 	ok( $dst->poll_query_until(
@@ -313,6 +347,20 @@ SELECT string_agg(relname || ' ' || columns || '/' || columns_with_stats || ' '
 			"SELECT string_agg(relid::regclass::text, ',') FROM upgrade_assist.stats_task WHERE run_id = $run"
 		),
 		'items', 'the rebuild analyzed the table with extended statistics only');
+	is( $dst->safe_psql(
+			'postgres',
+			"SELECT columns FROM upgrade_assist.stats_task WHERE run_id = $run"),
+		'{1,5}', 'only the columns of its extended statistics');
+	is( $dst->safe_psql(
+			'postgres', q{
+SELECT stanullfrac FROM pg_statistic
+ WHERE starelid = 'public.items'::regclass AND staattnum = 2}),
+		'0.25', 'the other columns kept their imported statistics');
+	is( $dst->safe_psql(
+			'postgres', q{
+SELECT count(*) FROM pg_statistic_ext x JOIN pg_statistic_ext_data d ON d.stxoid = x.oid
+ WHERE x.stxrelid = 'public.items'::regclass AND d.stxddependencies IS NOT NULL}),
+		'1', 'the extended statistics are built');
 	is( $dst->safe_psql(
 			'postgres', qq{
 SELECT count(*) FROM upgrade_assist.stats_coverage
