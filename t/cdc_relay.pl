@@ -211,12 +211,14 @@ sub parse_tuple
 	return \@cols;
 }
 
+# An untyped literal: the target column's type takes it (a cast to the type
+# test_decoding names would lose the typmod: 'x'::character is char(1)).
 sub value_sql
 {
 	my ($type, $v) = @_;
 	return 'NULL' if $v eq 'null';
 	$v = "'$v'" unless $v =~ /^'/;
-	return "$v\::$type";
+	return $v;
 }
 
 sub where_sql
@@ -312,16 +314,18 @@ while (!$stop)
 		else
 		{
 			my $sql = change_sql($data);
-			push @txn, "$sql;" if defined $sql;
+			push @txn, $sql if defined $sql;
 		}
 	}
 	next unless defined $last;
 	if (@stmts)
 	{
+		# One query string (psql's \; joins statements without sending):
+		# one round trip for the whole batch.
 		psql_run($tgt,
-			"BEGIN; SELECT pg_replication_origin_xact_setup('$last', now());\n"
-			  . join("\n", @stmts)
-			  . "\nCOMMIT;");
+			"BEGIN \\; SELECT pg_replication_origin_xact_setup('$last', now()) \\; "
+			  . join(' \\; ', @stmts)
+			  . ' \\; COMMIT;');
 		$applied_txns += $ntx;
 	}
 	$done = $last;
