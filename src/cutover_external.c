@@ -55,6 +55,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "compat.h"
 #include "cutover.h"
 #include "cutover_command.h"
 #include "fence.h"
