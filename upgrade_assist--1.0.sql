@@ -732,7 +732,8 @@ CREATE FUNCTION upgrade_assist.cutover(
     dry_run boolean DEFAULT false,
     accept text[] DEFAULT '{}',
     on_abort text DEFAULT 'error',
-    disconnect boolean DEFAULT true)
+    disconnect boolean DEFAULT true,
+    replication text DEFAULT 'native')
 RETURNS TABLE (step text, status text, started_at timestamptz,
                duration interval, detail text)
 AS 'MODULE_PATHNAME', 'cutover'
@@ -901,7 +902,7 @@ CREATE VIEW upgrade_assist.cutover_progress AS
 
 REVOKE ALL ON upgrade_assist.cutover_history FROM PUBLIC;
 GRANT SELECT ON upgrade_assist.cutover_history TO pg_monitor;
-REVOKE ALL ON FUNCTION upgrade_assist.cutover(text, interval, interval, bigint, boolean, boolean, text[], text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION upgrade_assist.cutover(text, interval, interval, bigint, boolean, boolean, text[], text, boolean, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.cutover_resume() FROM PUBLIC;
 REVOKE ALL ON FUNCTION upgrade_assist.cutover_takeover(name, bigint, bigint) FROM PUBLIC;
 REVOKE ALL ON upgrade_assist.cutover_attempt FROM PUBLIC;
@@ -1150,3 +1151,47 @@ GRANT SELECT ON upgrade_assist.verify_range, upgrade_assist.verify_run,
     upgrade_assist.verify_table, upgrade_assist.verify_diff TO pg_monitor;
 REVOKE ALL ON upgrade_assist.verify_progress FROM PUBLIC;
 GRANT SELECT ON upgrade_assist.verify_progress TO pg_monitor;
+
+-- ---------------------------------------------------------------------------
+-- Cutover over another pipeline (cutover(..., replication => 'external')):
+-- the peer's half of the point of no return when no native subscription
+-- carries the rows.  See docs/external-pipelines.md.
+--   cutover_takeover_external(origin, attempt): as cutover_takeover() (the
+--     same record, advisory lock, tombstone refusal, fence-file note and
+--     fence lift at commit), with no subscription to disable or detach: the
+--     team's switch command stopped the forward pipeline before this call.
+--     The record's forward_subscription and forward_slot stay NULL, so the
+--     crash resolution drops nothing native.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION upgrade_assist.cutover_takeover_external(origin bigint, attempt bigint)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF origin IS NULL OR attempt IS NULL THEN
+        RAISE EXCEPTION 'origin and attempt must not be null' USING ERRCODE = '22004';
+    END IF;
+    -- To the end of the transaction (a SET clause would end with the call).
+    PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
+    PERFORM pg_catalog.pg_advisory_xact_lock(
+        upgrade_assist.cutover_attempt_lock_key(cutover_takeover_external.origin,
+                                                cutover_takeover_external.attempt));
+    IF EXISTS (SELECT FROM upgrade_assist.cutover_attempt a
+                WHERE a.origin = cutover_takeover_external.origin
+                  AND a.attempt = cutover_takeover_external.attempt) THEN
+        RAISE EXCEPTION 'cutover attempt % of cluster % was already answered here',
+            attempt, origin
+            USING ERRCODE = '55000',
+                  DETAIL = 'Its record says: ' || (SELECT a.state FROM upgrade_assist.cutover_attempt a
+                                                    WHERE a.origin = cutover_takeover_external.origin
+                                                      AND a.attempt = cutover_takeover_external.attempt) || '.',
+                  HINT = 'A takeover that arrives after the answer "not committed" must not happen.';
+    END IF;
+    INSERT INTO upgrade_assist.cutover_attempt (origin, attempt, state)
+        VALUES (cutover_takeover_external.origin, cutover_takeover_external.attempt, 'committed');
+    PERFORM upgrade_assist.fence_note_takeover(origin, attempt);
+    PERFORM upgrade_assist.unfence_at_commit();
+END
+$$;
+REVOKE ALL ON FUNCTION upgrade_assist.cutover_takeover_external(bigint, bigint) FROM PUBLIC;

@@ -352,19 +352,21 @@ ua_cutover_wait(BackgroundWorkerHandle *handle, bool *reported)
 	ua_report_steps(reported);
 }
 
-/* disconnect is cutover()'s last argument, read only here. */
-#define UA_ARG_DISCONNECT(fcinfo) (PG_NARGS() - 1)
+/* disconnect and replication are cutover()'s last arguments, read only here. */
+#define UA_ARG_DISCONNECT(fcinfo) (PG_NARGS() - 2)
+#define UA_ARG_REPLICATION(fcinfo) (PG_NARGS() - 1)
 
 /*
  * cutover(peer, max_lag, timeout, sequence_margin, reverse, dry_run, accept,
- *		   on_abort, disconnect)
+ *		   on_abort, disconnect, replication)
  *		returns setof (step, status, started_at, duration, detail)
  *
  *		Start the cutover worker and report its steps.  An attempt that did
  *		not succeed is an error once its steps are reported (40000 aborted,
  *		40003 unknown), so that scripts stop; with on_abort 'warning' it is
  *		the step table with a WARNING instead.  Other errors: 22004/22023
- *		for bad arguments (accept: a name that is no preflight check), the
+ *		for bad arguments (accept: a name that is no preflight check;
+ *		replication: neither 'native' nor 'external'), the
  *		peer lookup's errors, 25001 when the caller's
  *		transaction has written, 55006 when a cutover runs already, 53000
  *		when no worker can start.
@@ -389,6 +391,7 @@ cutover(PG_FUNCTION_ARGS)
 	char		accept[UA_ACCEPT_MAX];
 	UaCutoverShared result;
 	bool		abort_is_error;
+	bool		external;
 
 	ua_require_preloaded(ua_cutover_state);
 	if (PG_ARGISNULL(0))
@@ -417,6 +420,8 @@ cutover(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("sequence_margin must not be negative")));
 	ua_cutover_read_accept(fcinfo, 6, accept);
+	external = ua_external_read_replication(PG_ARGISNULL(UA_ARG_REPLICATION(fcinfo)) ? NULL :
+											PG_GETARG_TEXT_PP(UA_ARG_REPLICATION(fcinfo)));
 	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
@@ -458,6 +463,7 @@ cutover(PG_FUNCTION_ARGS)
 	ua_cutover_state->reverse = PG_GETARG_BOOL(4);
 	ua_cutover_state->dry_run = PG_GETARG_BOOL(5);
 	ua_cutover_state->disconnect = PG_GETARG_BOOL(UA_ARG_DISCONNECT(fcinfo));
+	ua_cutover_state->external = external;
 	strlcpy(ua_cutover_state->pause_before, ua_cutover_pause_before ? ua_cutover_pause_before : "",
 			sizeof(ua_cutover_state->pause_before));
 	strlcpy(ua_cutover_state->accept, accept, sizeof(ua_cutover_state->accept));

@@ -115,6 +115,7 @@ typedef struct UaCutoverShared
 	UaStepState steps[UA_NSTEPS + 1];
 	char		outcome[16];
 	char		failure[UA_DETAIL_MAX];	/* outcome "failed": the error */
+	bool		external;		/* replication => 'external' (cutover_external.c) */
 } UaCutoverShared;
 
 /* What the worker knows about its attempt. */
@@ -150,6 +151,8 @@ typedef struct UaRun
 	int			seq_peer_pid;	/* the peer backend holding it */
 	int			seq_n;			/* its sequences */
 	Oid		   *seq_local;		/* per plan sequence: the one here, or invalid */
+
+	bool		external;		/* replication => 'external' (cutover_external.c) */
 } UaRun;
 
 typedef void (*UaStepFn) (UaRun *run, StringInfo detail);
@@ -215,5 +218,19 @@ extern void ua_cutover_attempt_finished(int64 attempt, const char *outcome,
 extern void ua_cutover_register_resolver(void);
 extern bool ua_cutover_start_resolver(void);
 PGDLLEXPORT void ua_cutover_resolver_main(Datum main_arg);
+
+/*
+ * cutover_external.c: replication => 'external', the cutover over another
+ * pipeline (markers only; the switch command moves the pipeline).
+ */
+#define UA_EXTERNAL_TAKEOVER_SQL \
+	"SELECT upgrade_assist.cutover_takeover_external($1::bigint, $2::bigint)"
+extern bool ua_external_read_replication(text *arg);
+extern void ua_external_checks(UaRun *run, StringInfo detail);
+extern void ua_external_reverse(UaRun *run, StringInfo detail);
+extern void ua_external_reverse_rt(UaRun *run, StringInfo detail);
+extern void ua_external_stop_forward(UaRun *run, StringInfo detail);
+extern const char *ua_external_would_do(UaRun *run, int step);
+extern void ua_external_cleanup(UaRun *run, StringInfo notes);
 
 #endif							/* UA_CUTOVER_H */

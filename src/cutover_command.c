@@ -7,7 +7,8 @@
  * upgrade_assist.cutover_command is a shell command in the style of
  * archive_command that the cutover worker runs on this host at named
  * moments of an attempt ('before fence', 'peer writable', 'aborted',
- * 'done'), so that a team plugs in its own switch: PgBouncer
+ * 'done'; with replication => 'external' also 'start reverse' and 'stop
+ * forward', cutover_external.c), so that a team plugs in its own switch: PgBouncer
  * (scripts/pgbouncer_switch), DNS, a service registry, a load balancer.
  * Placeholders are replaced by shell-quoted words: %m the moment, %a the
  * attempt, %p the peer (foreign server), %h %o %d the peer's host, port and
@@ -474,6 +475,16 @@ ua_cutover_command_run(const char *moment, int64 attempt, const char *peer,
 	ereport(LOG,
 			(errmsg("upgrade_assist %s", *failure)));
 	return false;
+}
+
+/*
+ * ua_cutover_command_configured
+ *		See cutover_command.h.
+ */
+bool
+ua_cutover_command_configured(void)
+{
+	return ua_cutover_command != NULL && ua_cutover_command[0] != '\0';
 }
 
 /* ---------------------------------------------------------------------------

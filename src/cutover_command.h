@@ -24,6 +24,9 @@
 #define UA_MOMENT_PEER_WRITABLE "peer writable"
 #define UA_MOMENT_ABORTED "aborted"
 #define UA_MOMENT_DONE "done"
+/* replication => 'external' (cutover_external.c) */
+#define UA_MOMENT_START_REVERSE "start reverse"
+#define UA_MOMENT_STOP_FORWARD "stop forward"
 
 /* Settings; called from ua_cutover_init. */
 extern void ua_cutover_command_init(void);
@@ -40,6 +43,9 @@ extern void ua_cutover_command_init(void);
  */
 extern bool ua_cutover_command_run(const char *moment, int64 attempt,
 								   const char *peer, char **failure);
+
+/* Is upgrade_assist.cutover_command set (not empty)? */
+extern bool ua_cutover_command_configured(void);
 
 /*
  * ua_cutover_disconnect_clients

@@ -147,6 +147,11 @@ ua_step_checks(UaRun *run, StringInfo detail)
 	TimestampTz started;
 	UaPreflightSummary pf;
 
+	if (run->external)
+	{
+		ua_external_checks(run, detail);
+		return;
+	}
 	if (ua_fence_is_up())
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -743,7 +748,7 @@ ua_step_prepare(UaRun *run, StringInfo detail)
 	moved = ua_seq_push(run);
 	appendStringInfo(detail, "%d sequence(s) planned on the peer (%d here too), %d moved forward ahead of the fence",
 					 run->seq_n, mapped, moved);
-	if (run->reverse)
+	if (run->reverse && !run->external)
 		ua_reverse_prepare(run, detail);
 
 	/*
@@ -812,6 +817,11 @@ ua_step_reverse(UaRun *run, StringInfo detail)
 	const char *vals[1] = {run->slot_name};
 	PGresult   *res;
 
+	if (run->external)
+	{
+		ua_external_reverse(run, detail);
+		return;
+	}
 	ua_cutover_remote_exempt(run, run->deadline);
 	run->did_slot = true;
 	res = ua_cutover_remote(run, "SELECT lsn::text FROM pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')",
@@ -836,6 +846,11 @@ ua_step_reverse_rt(UaRun *run, StringInfo detail)
 	PGresult   *res;
 	TimestampTz start = GetCurrentTimestamp();
 
+	if (run->external)
+	{
+		ua_external_reverse_rt(run, detail);
+		return;
+	}
 	snprintf(note, sizeof(note), "cutover attempt " INT64_FORMAT ": reverse round trip",
 			 run->attempt);
 	vals[0] = note;
@@ -932,9 +947,18 @@ ua_step_unfence_peer(UaRun *run, StringInfo detail)
 	const char *vals[3] = {run->fwd_sub, origin, attempt};
 	MemoryContext cxt = CurrentMemoryContext;
 	ErrorData  *volatile edata = NULL;
+	const char *volatile takeover = "SELECT upgrade_assist.cutover_takeover($1, $2::bigint, $3::bigint)";
+	volatile int nvals = 3;
 
 	snprintf(origin, sizeof(origin), INT64_FORMAT, ua_origin());
 	snprintf(attempt, sizeof(attempt), INT64_FORMAT, run->attempt);
+	if (run->external)
+	{
+		/* The forward pipeline stops first; no subscription to detach. */
+		ua_external_stop_forward(run, detail);
+		takeover = UA_EXTERNAL_TAKEOVER_SQL;
+		nvals = 2;
+	}
 
 	/* Also proves the connection right before the one-shot statement. */
 	ua_cutover_remote_exempt(run, run->deadline);
@@ -945,9 +969,8 @@ ua_step_unfence_peer(UaRun *run, StringInfo detail)
 	PG_TRY();
 	{
 		ua_cutover_pause_named(run, UA_PAUSE_TAKEOVER);
-		PQclear(ua_cutover_remote_ext(run,
-									  "SELECT upgrade_assist.cutover_takeover($1, $2::bigint, $3::bigint)",
-									  3, vals, run->deadline, false));
+		PQclear(ua_cutover_remote_ext(run, takeover, nvals, run->external ? vals + 1 : vals,
+									  run->deadline, false));
 		if (ua_cutover_pause_named(run, UA_PAUSE_TAKEOVER_ANSWER))
 		{
 			/* The rehearsal of a lost answer: forget it with the connection. */
@@ -1011,8 +1034,11 @@ ua_step_unfence_peer(UaRun *run, StringInfo detail)
 	/* A cancel that came meanwhile is moot: the work is done. */
 	QueryCancelPending = false;
 	RESUME_CANCEL_INTERRUPTS();
-	appendStringInfo(detail, "attempt recorded as committed on the peer, subscription %s disabled and detached there, its fence lifted",
-					 run->fwd_sub);
+	if (run->external)
+		appendStringInfoString(detail, "attempt recorded as committed on the peer, its fence lifted");
+	else
+		appendStringInfo(detail, "attempt recorded as committed on the peer, subscription %s disabled and detached there, its fence lifted",
+						 run->fwd_sub);
 }
 
 const UaStepFn ua_cutover_step_fns[UA_NSTEPS] = {

@@ -236,6 +236,8 @@ ua_cutover_pause_point(UaRun *run, int i)
 static const char *
 ua_would_do(UaRun *run, int i)
 {
+	if (run->external && ua_external_would_do(run, i))
+		return ua_external_would_do(run, i);
 	switch (i)
 	{
 		case UA_ST_PREPARE:
@@ -471,6 +473,7 @@ ua_cutover_worker_main(Datum main_arg pg_attribute_unused())
 	run.reverse = ua_cutover_state->reverse;
 	run.dry_run = ua_cutover_state->dry_run;
 	run.disconnect = ua_cutover_state->disconnect;
+	run.external = ua_cutover_state->external;
 	run.deadline = TimestampTzPlusMilliseconds(ua_cutover_state->started_at, ua_cutover_state->timeout_ms);
 	LWLockRelease(ua_cutover_state->lock);
 
@@ -646,7 +649,9 @@ ua_cutover_abort(UaRun *run, StringInfo notes)
 				ua_cutover_undo_pub);
 	if (notes->len == 0)
 		appendStringInfoString(notes, "nothing to undo");
-	appendStringInfoString(notes, "; forward replication untouched");
+	appendStringInfoString(notes, run->external ?
+						   "; the external pipeline is the switch command's (moment 'aborted')" :
+						   "; forward replication untouched");
 
 	QueryCancelPending = false;
 	RESUME_CANCEL_INTERRUPTS();
@@ -695,6 +700,11 @@ ua_cutover_cleanup(UaRun *run, StringInfo notes)
 	MemoryContext cxt = CurrentMemoryContext;
 	const char *vals[1] = {run->fwd_slot};
 
+	if (run->external)
+	{
+		ua_external_cleanup(run, notes);
+		return;
+	}
 	ua_cutover_undo(run, notes, psprintf("drop the detached forward subscription %s on the peer", run->fwd_sub),
 					ua_cleanup_drop_fwd_sub);
 	appendStringInfoString(notes, "; ");

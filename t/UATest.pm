@@ -34,6 +34,8 @@ package UATest;
 use strict;
 use warnings;
 
+use File::Basename ();
+use File::Spec;
 use IO::Handle;
 use IPC::Run;
 use POSIX ();
@@ -1062,5 +1064,100 @@ sub conninfo_writer_loop
 =back
 
 =cut
+
+=pod
+
+=head2 Pairs over an external pipeline
+
+=over
+
+=item $RELAY_USER
+
+The role of the fixture relay t/cdc_relay.pl: a superuser (replication
+origins, slots), listed in upgrade_assist.fence_exempt_roles on both sides of
+external_pair.
+
+=item external_pair(dir => d, old_install => dir, command_prefix => string)
+
+Two nodes set up as cutover_pair sets them up (roles, the tables of
+@LEDGER_TABLES with three seed rows on old, servers new_side and old_side, new
+fenced), but WITHOUT native replication: the fixture relay t/cdc_relay.pl
+carries old's changes to new, and t/cdc_switch.pl is
+upgrade_assist.cutover_command on both (command_prefix, e.g. an environment
+assignment, goes in front of it).  d (a directory) gets the relay's conninfo
+files, pid files and logs.  The relay old->new is started with a new slot
+before the seed rows are written; returns once they are on new.  Returns
+(old, new).
+
+=cut
+
+our $RELAY_USER = 'cdc_relay';
+
+# This file's directory: the relay and the switch script live beside it.
+my $tdir = File::Basename::dirname(File::Spec->rel2abs(__FILE__));
+
+sub external_command
+{
+	my ($dir, $prefix) = @_;
+	my $psql = (grep { -x "$_/psql" } split /:/, $ENV{PATH})[0] . '/psql';
+	return ($prefix // '') . "CDC_PSQL=$psql $^X $tdir/cdc_switch.pl $dir %m %s %o";
+}
+
+sub external_pair
+{
+	my (%params) = @_;
+	my $dir = $params{dir};
+	my $old = node($params{old_name} // 'old',
+		install_path => $params{old_install});
+	my $new = node($params{new_name} // 'new');
+	my $command = external_command($dir, $params{command_prefix});
+
+	for my $node ($old, $new)
+	{
+		prepend_hba($node,
+			"host all $ADMIN_USER 127.0.0.1/32 scram-sha-256");
+		$node->append_conf('postgresql.conf', qq{
+upgrade_assist.fence_exempt_roles = '$RELAY_USER'
+upgrade_assist.cutover_command = '$command'
+});
+		$node->reload;
+		$node->safe_psql(
+			'postgres', qq{
+SET log_statement = 'none';
+CREATE ROLE $ADMIN_USER SUPERUSER LOGIN PASSWORD '$ADMIN_PASSWORD';
+CREATE ROLE $RELAY_USER SUPERUSER LOGIN;
+});
+		$node->safe_psql('postgres', $params{schema} // $ledger_schema);
+		open my $fh, '>', "$dir/conn." . $node->port or die "$dir: $!";
+		print $fh 'host=' . $node->host . ' port=' . $node->port
+		  . " dbname=postgres user=$RELAY_USER\n";
+		close $fh;
+	}
+	create_peer($old, 'new_side', $new, user => $ADMIN_USER);
+	create_peer($new, 'old_side', $old, user => $ADMIN_USER);
+	$new->safe_psql('postgres',
+		q{SELECT count(*) FROM upgrade_assist.fence('new side: until cutover')});
+
+	local $ENV{CDC_PSQL} = (grep { -x "$_/psql" } split /:/, $ENV{PATH})[0] . '/psql';
+	system($^X, "$tdir/cdc_switch.pl", $dir, 'relay-start',
+		$old->port, $new->port, 'create') == 0
+	  or die "external_pair: the relay did not start (see $dir)";
+	$old->safe_psql('postgres',
+		join(
+			"\n",
+			map {
+				"INSERT INTO public.$_ (tag, side) "
+				  . "SELECT 'seed.$_.' || g, 'seed' FROM generate_series(1, 3) g;"
+			} @LEDGER_TABLES));
+	$old->safe_psql('postgres', q{SELECT upgrade_assist.round_trip('new_side', '60s')});
+	return ($old, $new);
+}
+
+=pod
+
+=back
+
+=cut
+
 
 1;
