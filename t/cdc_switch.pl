@@ -38,6 +38,12 @@ use FindBin;
 use POSIX ();
 use Time::HiRes qw(time);
 
+# The server that runs this command may carry its own installation's
+# LD_LIBRARY_PATH (the TAP harness sets it for an old install_path node): a
+# newer psql would then load the older libpq.  Every psql here finds its own
+# libpq through its run path.
+delete $ENV{LD_LIBRARY_PATH};
+
 my ($dir, $what, $a, $b, $flag) = @ARGV;
 die "usage: cdc_switch.pl DIR MOMENT THIS_PORT PEER_PORT\n"
   unless defined $b;
