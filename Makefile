@@ -37,7 +37,7 @@ EXTENSION = upgrade_assist
 DATA = upgrade_assist--1.0.sql
 PGFILEDESC = "upgrade_assist - major-version upgrade helpers"
 
-REGRESS = install peers markers privileges restore fence sequences stats stats_import preflight cutover_support cutover cutover_resolve cutover_external verify
+REGRESS = install peers markers privileges restore fence sequences stats stats_import preflight cutover_support cutover cutover_resolve cutover_external verify hostile
 # The library must be preloaded: every pg_regress run gets its own temporary
 # server with test/preload.conf.
 REGRESS_OPTS = --temp-instance=tmp_check_regress --temp-config=$(srcdir)/test/preload.conf
