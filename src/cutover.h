@@ -216,4 +216,7 @@ extern void ua_cutover_register_resolver(void);
 extern bool ua_cutover_start_resolver(void);
 PGDLLEXPORT void ua_cutover_resolver_main(Datum main_arg);
 
+/* cutover_multidb.c: the other databases of this cluster */
+extern void ua_multidb_refuse_uncovered(UaRun *run);
+
 #endif							/* UA_CUTOVER_H */
