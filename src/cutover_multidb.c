@@ -102,7 +102,7 @@ ua_multidb_refuse_uncovered(UaRun *run)
 			appendStringInfo(&names, "%s\"%s\"", ndb > 0 ? ", " : "", db);
 			ndb++;
 		}
-		appendStringInfo(&subs, "%ssubscription \"%s\" (%s) in database \"%s\" of the peer uses slot \"%s\" of database \"%s\" here",
+		appendStringInfo(&subs, "%ssubscription \"%s\" (%s) of database \"%s\" on the peer uses slot \"%s\" of database \"%s\" here",
 						 i > 0 ? "; " : "",
 						 PQgetvalue(res, i, 1), PQgetvalue(res, i, 4),
 						 PQgetvalue(res, i, 2), PQgetvalue(res, i, 3), db);
@@ -116,9 +116,9 @@ ua_multidb_refuse_uncovered(UaRun *run)
 					names.data, run->peer) :
 			 errmsg("databases %s of this cluster also replicate to peer \"%s\"",
 					names.data, run->peer),
-			 errdetail("The fence is cluster-wide and a cutover moves the replication of one database: "
-					   "the others would be fenced here and opened on the peer with their forward "
-					   "replication still running. Found: %s.", subs.data),
+			 errdetail("Found: %s. The fence is cluster-wide and a cutover moves one database: "
+					   "the others would be fenced here and opened on the peer while their forward "
+					   "replication still runs.", subs.data),
 			 errhint("Drop the peer's subscription of each database that is not to be moved before "
 					 "the cutover (that database then stays here, fenced with this cluster); "
 					 "see docs/many-databases.md.")));
