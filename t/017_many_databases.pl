@@ -149,7 +149,9 @@ $new->poll_query_until('postgres',
 refused($old, $new, 'dry run', dry_run => 'true');
 
 # 2. A disabled subscription is still a forward subscription.
-$new->safe_psql($DB2, 'ALTER SUBSCRIPTION two DISABLE');
+# (new is fenced: DDL there needs an exempt session)
+$new->safe_psql($DB2,
+	"SELECT upgrade_assist.fence_exempt_session();\nALTER SUBSCRIPTION two DISABLE;");
 $new->poll_query_until($DB2,
 	q{SELECT count(*) = 0 FROM pg_stat_subscription WHERE subname = 'two' AND pid IS NOT NULL})
   or die 'the apply worker of two did not stop';
@@ -158,7 +160,8 @@ like($r->{message}, qr/subscription "two" \(disabled\)/, 'disabled: says so');
 
 # 3. Dropped: a slot in that database that the peer does not use is no
 # reason to refuse.
-$new->safe_psql($DB2, 'DROP SUBSCRIPTION two');
+$new->safe_psql($DB2,
+	"SELECT upgrade_assist.fence_exempt_session();\nDROP SUBSCRIPTION two;");
 is($old->safe_psql('postgres', q{SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'two'}),
 	'0', 'dropping the subscription dropped its slot on old');
 $old->safe_psql($DB2,
