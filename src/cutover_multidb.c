@@ -80,7 +80,7 @@ ua_multidb_refuse_uncovered(UaRun *run)
 							"       CASE WHEN s.subenabled THEN 'enabled' ELSE 'disabled' END"
 							"  FROM pg_catalog.pg_subscription s"
 							"  JOIN pg_catalog.pg_database d ON d.oid = s.subdbid"
-							"  JOIN pg_catalog.unnest($1::text[], $2::text[]) AS l(slot, db)"
+							"  JOIN ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::text[])) AS l(slot, db)"
 							"    ON l.slot = s.subslotname::text"
 							" ORDER BY l.db, s.subname",
 							2, vals);
