@@ -31,7 +31,8 @@ OBJS = \
 	src/cutover_resolve.o \
 	src/verify.o \
 	src/verify_worker.o \
-	src/cutover_command.o
+	src/cutover_command.o \
+	src/cutover_multidb.o
 
 EXTENSION = upgrade_assist
 DATA = upgrade_assist--1.0.sql

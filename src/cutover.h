@@ -233,4 +233,7 @@ extern void ua_external_stop_forward(UaRun *run, StringInfo detail);
 extern const char *ua_external_would_do(UaRun *run, int step);
 extern void ua_external_cleanup(UaRun *run, StringInfo notes);
 
+/* cutover_multidb.c: the other databases of this cluster */
+extern void ua_multidb_refuse_uncovered(UaRun *run);
+
 #endif							/* UA_CUTOVER_H */

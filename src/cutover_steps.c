@@ -132,7 +132,8 @@ ua_marker_on_peer(UaRun *run, int64 seq, TimestampTz start, TimestampTz deadline
  * checks: this side is primary, the peer runs the extension and is fenced,
  * exactly one enabled subscription there consumes a slot of this database
  * with a running apply worker, the marker table is in its publications, no
- * leftover reverse subscription here; then the preflight with the peer
+ * leftover reverse subscription here; no other database of this cluster
+ * replicates to the peer (cutover_multidb.c); then the preflight with the peer
  * (preflight.c): an error finding whose check cutover(accept => ...) does
  * not name stops the cutover here, before the fence.  Reads only.
  */
@@ -277,6 +278,9 @@ ua_step_checks(UaRun *run, StringInfo detail)
 #endif
 	}
 	ua_xact_end(run->cxt);
+
+	/* No other database of this cluster left half moved (cutover_multidb.c). */
+	ua_multidb_refuse_uncovered(run);
 
 	/* The preflight, with the findings the caller accepted. */
 	LWLockAcquire(ua_cutover_state->lock, LW_SHARED);
