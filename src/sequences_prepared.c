@@ -31,6 +31,8 @@
 
 #include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/itup.h"
+#include "access/nbtree.h"
 #include "access/relation.h"
 #include "access/skey.h"
 #include "access/table.h"
@@ -76,6 +78,17 @@ typedef struct UaProbe
 	Oid			typid;			/* int2, int4 or int8 */
 	char	   *table;			/* quoted schema.table */
 	char	   *attname;
+
+	/*
+	 * The index's end page as the last full probe saw it (ua_index_end):
+	 * while that page is unchanged, no key beyond bound can be in the index
+	 * (ua_bound_holds), so the next probe needs no scan.
+	 */
+	bool		bound_valid;
+	Oid			bound_filenode; /* the index's relfilenode then */
+	BlockNumber bound_blk;		/* its end leaf page in the probe's direction */
+	XLogRecPtr	bound_lsn;		/* that page's LSN then */
+	int64		bound;			/* the furthest non-null key then */
 } UaProbe;
 
 /* The plan of this session, in its own memory context under TopMemoryContext. */
@@ -359,15 +372,169 @@ sequences_prepare(PG_FUNCTION_ARGS)
 }
 
 /*
- * ua_probe_extreme
- *		The furthest value of probe p's column in direction want_max (max
- *		when true, min otherwise) into *value: one ordered index scan
- *		skipping NULLs, first visible tuple only; without an index, one
- *		SPI statement (caller has SPI connected).  Returns false when the
- *		column holds no value.  Throws 55000 when the table or index is gone.
+ * ua_key_int8
+ *		An integer index key as int64; false for any other type.
  */
 static bool
-ua_probe_extreme(const UaProbe *p, bool want_max, int64 *value)
+ua_key_int8(Datum d, Oid typid, int64 *value)
+{
+	switch (typid)
+	{
+		case INT2OID:
+			*value = DatumGetInt16(d);
+			return true;
+		case INT4OID:
+			*value = DatumGetInt32(d);
+			return true;
+		case INT8OID:
+			*value = DatumGetInt64(d);
+			return true;
+		default:
+			return false;
+	}
+}
+
+/*
+ * ua_index_end
+ *		Read the end leaf page of btree idx (the rightmost one when right,
+ *		else the leftmost) and its furthest non-null first key in that
+ *		direction, without looking at the heap: the key may belong to a dead
+ *		or uncommitted row, so it is an upper bound of the column's extreme
+ *		(in that direction) at the moment of the read.  Fills *blk, *lsn
+ *		(the page's LSN under the same buffer lock) and *key; returns false
+ *		when there is no such answer (index not WAL-logged or empty, a
+ *		deleted or half-dead page on the way, no non-null key on the end
+ *		page).  Caller holds a lock on idx.
+ *
+ * Why the bound lasts while the page is unchanged: a key further than
+ * *key can only be inserted into the end page (it covers everything beyond
+ * its neighbour's keys), and every insertion, split or deletion there is
+ * WAL-logged and moves the page's LSN; a split also ends its being the end
+ * page (rightmost: the new page goes right; leftmost: its left half keeps
+ * the block, with a new LSN).
+ */
+static bool
+ua_index_end(Relation idx, bool right, BlockNumber *blk, XLogRecPtr *lsn, int64 *key)
+{
+	TupleDesc	desc = RelationGetDescr(idx);
+	Oid			keytype = TupleDescAttr(desc, 0)->atttypid;
+	Buffer		buf;
+	Page		page;
+	BTMetaPageData *meta;
+	BlockNumber next;
+
+	if (!RelationNeedsWAL(idx))
+		return false;
+	buf = ReadBuffer(idx, BTREE_METAPAGE);
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	meta = BTPageGetMeta(BufferGetPage(buf));
+	next = meta->btm_magic == BTREE_MAGIC ? meta->btm_root : P_NONE;
+	UnlockReleaseBuffer(buf);
+
+	while (next != P_NONE)
+	{
+		BTPageOpaque opaque;
+		int			first;
+		int			last;
+		bool		found = false;
+
+		CHECK_FOR_INTERRUPTS();
+		buf = ReadBuffer(idx, next);
+		LockBuffer(buf, BUFFER_LOCK_SHARE);
+		page = BufferGetPage(buf);
+		opaque = (BTPageOpaque) PageGetSpecialPointer(page);
+		if (P_IGNORE(opaque) || (!right && !P_LEFTMOST(opaque)))
+		{
+			UnlockReleaseBuffer(buf);
+			return false;
+		}
+		if (right && !P_RIGHTMOST(opaque))
+		{
+			/* Split since its parent was read: go right. */
+			next = opaque->btpo_next;
+			UnlockReleaseBuffer(buf);
+			continue;
+		}
+		first = P_FIRSTDATAKEY(opaque);
+		last = PageGetMaxOffsetNumber(page);
+		if (!P_ISLEAF(opaque))
+		{
+			if (last < first)
+			{
+				UnlockReleaseBuffer(buf);
+				return false;
+			}
+			next = BTreeTupleGetDownLink((IndexTuple) PageGetItem(page,
+																  PageGetItemId(page, right ? last : first)));
+			UnlockReleaseBuffer(buf);
+			continue;
+		}
+
+		/* The end leaf: its furthest non-null key, dead items included. */
+		for (int off = right ? last : first; right ? off >= first : off <= last;
+			 off += right ? -1 : 1)
+		{
+			ItemId		iid = PageGetItemId(page, off);
+			bool		isnull;
+			Datum		d;
+
+			if (!ItemIdIsUsed(iid))
+				continue;
+			d = index_getattr((IndexTuple) PageGetItem(page, iid), 1, desc, &isnull);
+			if (isnull)
+				continue;
+			found = ua_key_int8(d, keytype, key);
+			break;
+		}
+		*blk = next;
+		*lsn = BufferGetLSNAtomic(buf);
+		UnlockReleaseBuffer(buf);
+		return found;
+	}
+	return false;
+}
+
+/*
+ * ua_bound_holds
+ *		Is the end page that p's last full probe saw (p->bound_blk) still
+ *		the same page of the same index file, still the end, and unchanged
+ *		(same LSN)?  Then no key beyond p->bound is in the index.  Caller
+ *		holds a lock on idx.
+ */
+static bool
+ua_bound_holds(const UaProbe *p, Relation idx, bool right)
+{
+	Buffer		buf;
+	BTPageOpaque opaque;
+	bool		holds;
+
+	if (!p->bound_valid || idx->rd_rel->relfilenode != p->bound_filenode)
+		return false;
+	buf = ReadBuffer(idx, p->bound_blk);
+	LockBuffer(buf, BUFFER_LOCK_SHARE);
+	opaque = (BTPageOpaque) PageGetSpecialPointer(BufferGetPage(buf));
+	holds = !P_IGNORE(opaque) && P_ISLEAF(opaque) &&
+		(right ? P_RIGHTMOST(opaque) : P_LEFTMOST(opaque)) &&
+		BufferGetLSNAtomic(buf) == p->bound_lsn;
+	UnlockReleaseBuffer(buf);
+	return holds;
+}
+
+/*
+ * ua_probe_extreme
+ *		The furthest value of probe p's column in direction want_max (max
+ *		when true, min otherwise) into *value.  When p's saved bound still
+ *		holds (ua_bound_holds: the index's end page unchanged since the last
+ *		full probe), that bound, read from one index page; else one ordered
+ *		index scan skipping NULLs, first visible tuple only, which also
+ *		saves the bound for the next probe when the end page's furthest key
+ *		is that tuple's (so the bound equals the exact answer when saved);
+ *		without an index, one SPI statement (caller has SPI connected).
+ *		Returns false when the column holds no value.  Throws 55000 when the
+ *		table or index is gone.
+ */
+static bool
+ua_probe_extreme(UaProbe *p, bool want_max, int64 *value)
 {
 	Relation	rel = try_relation_open(p->relid, AccessShareLock);
 	bool		found = false;
@@ -378,17 +545,32 @@ ua_probe_extreme(const UaProbe *p, bool want_max, int64 *value)
 	if (OidIsValid(p->indexid))
 	{
 		Relation	idx = try_relation_open(p->indexid, AccessShareLock);
+		bool		right = want_max != p->index_desc;
 		ScanKeyData key;
 		SysScanDesc scan;
 		HeapTuple	tup;
+		BlockNumber blk = InvalidBlockNumber;
+		XLogRecPtr	lsn = InvalidXLogRecPtr;
+		int64		bound = 0;
+		bool		has_bound;
 
 		if (idx == NULL || idx->rd_rel->relkind != RELKIND_INDEX)
 			ua_plan_stale(psprintf("An index of table %s", p->table));
+		if (ua_bound_holds(p, idx, right))
+		{
+			*value = p->bound;
+			relation_close(idx, AccessShareLock);
+			relation_close(rel, AccessShareLock);
+			return true;
+		}
+
+		/* The end page first: what the scan then finds is at most its key. */
+		has_bound = ua_index_end(idx, right, &blk, &lsn, &bound);
 		ScanKeyEntryInitialize(&key, SK_ISNULL | SK_SEARCHNOTNULL, p->attnum,
 							   InvalidStrategy, InvalidOid, InvalidOid, InvalidOid,
 							   (Datum) 0);
 		scan = systable_beginscan_ordered(rel, idx, GetActiveSnapshot(), 1, &key);
-		tup = systable_getnext_ordered(scan, want_max != p->index_desc ?
+		tup = systable_getnext_ordered(scan, right ?
 									   BackwardScanDirection : ForwardScanDirection);
 		if (tup != NULL)
 		{
@@ -403,6 +585,14 @@ ua_probe_extreme(const UaProbe *p, bool want_max, int64 *value)
 			}
 		}
 		systable_endscan_ordered(scan);
+		p->bound_valid = found && has_bound && bound == *value;
+		if (p->bound_valid)
+		{
+			p->bound_filenode = idx->rd_rel->relfilenode;
+			p->bound_blk = blk;
+			p->bound_lsn = lsn;
+			p->bound = bound;
+		}
 		relation_close(idx, AccessShareLock);
 	}
 	else
