@@ -531,9 +531,18 @@ ua_seq_push(UaRun *run)
 		vals[2] = lasts.data;
 		vals[3] = called.data;
 		vals[4] = margin;
+		/*
+		 * The batch's commit need not wait for its WAL flush
+		 * (synchronous_commit off for that transaction only): the takeover
+		 * commits later in the peer's WAL and waits for the flush, which
+		 * covers these moves; a crash of the peer before it means no
+		 * takeover, and the next attempt plans the sequences again.
+		 */
 		res = ua_cutover_remote(run,
-					"SELECT moved FROM upgrade_assist.sync_sequences_prepared("
-					"$1::bigint, $2::integer, $3::bigint[], $4::boolean[], $5::bigint)",
+					"SELECT s.moved"
+					"  FROM pg_catalog.set_config('synchronous_commit', 'off', true) c,"
+					"       upgrade_assist.sync_sequences_prepared("
+					"$1::bigint, $2::integer, $3::bigint[], $4::boolean[], $5::bigint) s",
 					5, vals);
 		moved += atoi(PQgetvalue(res, 0, 0));
 		PQclear(res);
