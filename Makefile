@@ -19,6 +19,7 @@ OBJS = \
 	src/fence_hooks.o \
 	src/fence_drain.o \
 	src/sequences.o \
+	src/sequences_prepared.o \
 	src/stats.o \
 	src/stats_worker.o \
 	src/stats_import.o \

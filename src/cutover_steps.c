@@ -548,9 +548,18 @@ ua_seq_push(UaRun *run)
 		vals[2] = lasts.data;
 		vals[3] = called.data;
 		vals[4] = margin;
+		/*
+		 * The batch's commit need not wait for its WAL flush
+		 * (synchronous_commit off for that transaction only): the takeover
+		 * commits later in the peer's WAL and waits for the flush, which
+		 * covers these moves; a crash of the peer before it means no
+		 * takeover, and the next attempt plans the sequences again.
+		 */
 		res = ua_cutover_remote(run,
-					"SELECT moved FROM upgrade_assist.sync_sequences_prepared("
-					"$1::bigint, $2::integer, $3::bigint[], $4::boolean[], $5::bigint)",
+					"SELECT s.moved"
+					"  FROM pg_catalog.set_config('synchronous_commit', 'off', true) c,"
+					"       upgrade_assist.sync_sequences_prepared("
+					"$1::bigint, $2::integer, $3::bigint[], $4::boolean[], $5::bigint) s",
 					5, vals);
 		moved += atoi(PQgetvalue(res, 0, 0));
 		PQclear(res);
@@ -598,14 +607,65 @@ ua_seq_sync_given(UaRun *run, StringInfo detail)
 }
 
 /*
+ * How long the prepare step waits for the reverse apply worker to connect
+ * before it goes on anyway (the blackout then includes the rest of its
+ * start, as it did when everything was made inside).
+ */
+#define UA_REVERSE_START_MS 10000
+
+/*
+ * ua_reverse_wait_streaming
+ *		Wait, by the attempt's deadline and at most UA_REVERSE_START_MS,
+ *		until a walsender on the peer holds the reverse slot: the apply
+ *		worker here has started, connected and asked to stream.  Only a
+ *		matter of speed: the detail says when it did not happen in time.
+ */
+static void
+ua_reverse_wait_streaming(UaRun *run, StringInfo detail)
+{
+	const char *vals[1] = {run->slot_name};
+	TimestampTz start = GetCurrentTimestamp();
+	TimestampTz until = TimestampTzPlusMilliseconds(start, UA_REVERSE_START_MS);
+
+	if (until > run->deadline)
+		until = run->deadline;
+	for (;;)
+	{
+		PGresult   *res = ua_cutover_remote(run,
+											"SELECT 1 FROM pg_catalog.pg_replication_slots"
+											" WHERE slot_name = $1 AND active",
+											1, vals);
+		bool		active = PQntuples(res) > 0;
+
+		PQclear(res);
+		if (active)
+		{
+			appendStringInfo(detail, ", streaming after %.1f ms", ua_ms_since(start));
+			return;
+		}
+		if (GetCurrentTimestamp() >= until)
+		{
+			appendStringInfo(detail, ", not yet streaming after %.0f ms", ua_ms_since(start));
+			return;
+		}
+		(void) ua_wait(WL_LATCH_SET | WL_TIMEOUT, 10, UA_WE_PEER);
+	}
+}
+
+/*
  * ua_reverse_prepare
- *		What the reverse direction needs and that can exist before the
- *		fence: publication upgrade_assist_cutover on the peer (the forward
- *		publications' tables, or all tables), a leftover slot of the
- *		reverse slot's name dropped there, and subscription
- *		upgrade_assist_cutover here, created disabled, without a slot and
- *		without copy, naming the slot the blackout creates.  Its catalog
- *		rows (one per table) are written now, not inside the blackout.
+ *		Everything of the reverse direction, made before the fence so that
+ *		the blackout only switches it on (docs/blackout.md): publication
+ *		upgrade_assist_cutover on the peer (the forward publications'
+ *		tables, or all tables) created with publish = '' (it publishes no
+ *		change yet), a leftover slot of the reverse slot's name dropped
+ *		there, the reverse slot created there, and subscription
+ *		upgrade_assist_cutover here on that slot, without copy and enabled,
+ *		so that its apply worker starts and connects now; then a bounded
+ *		wait until the peer's walsender holds the slot.  Until the blackout
+ *		sets the publication's publish list, the apply worker receives no
+ *		change (at most empty transactions from a publisher older than 15).
+ *		The subscription's catalog rows (one per table) are written now.
  */
 static void
 ua_reverse_prepare(UaRun *run, StringInfo detail)
@@ -655,7 +715,7 @@ ua_reverse_prepare(UaRun *run, StringInfo detail)
 	ua_cutover_remote_exempt(run, run->deadline);
 	run->did_pub = true;
 	PQclear(ua_cutover_remote(run, "DROP PUBLICATION IF EXISTS " UA_REVERSE_NAME, 0, NULL));
-	sql = psprintf("CREATE PUBLICATION " UA_REVERSE_NAME " %s", pubdef);
+	sql = psprintf("CREATE PUBLICATION " UA_REVERSE_NAME " %s WITH (publish = '')", pubdef);
 	PQclear(ua_cutover_remote(run, sql, 0, NULL));
 
 	/* A slot of this name left by an abort that could not reach the peer. */
@@ -679,12 +739,24 @@ ua_reverse_prepare(UaRun *run, StringInfo detail)
 		PQclear(res);
 
 	/*
+	 * The slot, after the publication (a walsender decoding a transaction
+	 * looks the publication up as of that transaction).  It starts at a
+	 * consistent point now; what it decodes until the blackout changes the
+	 * publish list is published as nothing.
+	 */
+	run->did_slot = true;
+	res = ua_cutover_remote(run, "SELECT lsn::text FROM pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')",
+							1, vals);
+	appendStringInfo(detail, "; slot %s on the peer at %s", run->slot_name, PQgetvalue(res, 0, 0));
+	PQclear(res);
+
+	/*
 	 * The subscription.  connect = true (the default) reads the publication's
 	 * tables from the peer and records them as ready (copy_data = false);
-	 * create_slot = false and enabled = false leave the slot and the start
-	 * to the blackout.  Its statement holds the password: keep warnings
-	 * (whose context would quote it) out of the log, and report only the
-	 * message of an error (ua_cutover_run never shows its context).
+	 * create_slot = false names the slot just made, and enabled starts the
+	 * apply worker at commit.  Its statement holds the password: keep
+	 * warnings (whose context would quote it) out of the log, and report
+	 * only the message of an error (ua_cutover_run never shows its context).
 	 */
 	StartTransactionCommand();
 	conninfo = MemoryContextStrdup(run->cxt, ua_peer_conninfo(run->peer));
@@ -693,7 +765,7 @@ ua_reverse_prepare(UaRun *run, StringInfo detail)
 	sql = psprintf("CREATE SUBSCRIPTION " UA_REVERSE_NAME " CONNECTION %s"
 				   " PUBLICATION " UA_REVERSE_NAME
 				   " WITH (create_slot = false, slot_name = %s, copy_data = false,"
-				   " enabled = false)",
+				   " enabled = true)",
 				   quote_literal_cstr(conninfo), quote_literal_cstr(run->slot_name));
 	ua_xact_begin(NULL);
 	nestlevel = NewGUCNestLevel();
@@ -706,7 +778,7 @@ ua_reverse_prepare(UaRun *run, StringInfo detail)
 	run->did_sub = true;
 	memset(sql, 0, strlen(sql));
 	memset(conninfo, 0, strlen(conninfo));
-	appendStringInfo(detail, "; publication %s on the peer (%s), subscription %s here (disabled, no slot yet, no copy)",
+	appendStringInfo(detail, "; publication %s on the peer (%s, publishing nothing yet), subscription %s here (enabled, no copy)",
 					 UA_REVERSE_NAME, tables, UA_REVERSE_NAME);
 }
 
@@ -730,19 +802,34 @@ ua_seq_plan_on_peer(UaRun *run)
 }
 
 /*
- * prepare, before the fence: the peer's session plans its sequences
- * (sequences_prepare()), which are mapped to this side's by name and moved
- * forward to this side's current states (they move again, by little,
- * inside the blackout); with reverse, the reverse publication and a
- * disabled subscription.  Nothing here needs the fence: the peer is fenced
- * already, and every object is undone by the abort.
+ * prepare, before the fence: with reverse, the reverse publication (not
+ * publishing yet), slot and enabled subscription (ua_reverse_prepare),
+ * first, so that the apply worker starts and connects while the rest runs;
+ * then the peer's session plans its sequences (sequences_prepare()), which
+ * are mapped to this side's by name and moved forward to this side's
+ * current states (they move again, by little, inside the blackout); last a
+ * bounded wait until the reverse apply worker streams.  Nothing here needs
+ * the fence: the peer is fenced already, and every object is undone by the
+ * abort.
  */
 static void
 ua_step_prepare(UaRun *run, StringInfo detail)
 {
+	StringInfoData rev;
 	int			moved;
 	int			mapped = 0;
 
+	initStringInfo(&rev);
+	if (run->reverse && !run->external)
+		ua_reverse_prepare(run, &rev);
+
+	/*
+	 * The plan lives in the peer's session, made after the subscription: a
+	 * cache reset here (much catalog churn, as creating a subscription of
+	 * thousands of tables makes) closes the cached connection and the next
+	 * statement opens a new session.  Should it happen after all, plan
+	 * again, still before the fence.
+	 */
 	run->seq_peer_pid = ua_peer_session(run);
 	ua_seq_plan_on_peer(run);
 	run->seq_prepared = true;
@@ -752,21 +839,16 @@ ua_step_prepare(UaRun *run, StringInfo detail)
 	moved = ua_seq_push(run);
 	appendStringInfo(detail, "%d sequence(s) planned on the peer (%d here too), %d moved forward ahead of the fence",
 					 run->seq_n, mapped, moved);
+	appendBinaryStringInfo(detail, rev.data, rev.len);
 	if (run->reverse && !run->external)
-		ua_reverse_prepare(run, detail);
-
-	/*
-	 * The plan lives in the peer's session.  A cache reset here (much
-	 * catalog churn, as creating a subscription of thousands of tables
-	 * makes) closes the cached connection and the next statement opens a
-	 * new session: then plan again, still before the fence.
-	 */
+		ua_reverse_wait_streaming(run, detail);
 	if (ua_peer_session(run) != run->seq_peer_pid)
 	{
 		run->seq_peer_pid = ua_peer_session(run);
 		ua_seq_plan_on_peer(run);
 		appendStringInfoString(detail, "; planned again in a new peer session");
 	}
+	pfree(rev.data);
 }
 
 /*
@@ -811,32 +893,27 @@ ua_step_sequences(UaRun *run, StringInfo detail)
 }
 
 /*
- * reverse replication, inside the blackout: the slot on the peer, created
- * now (the peer is fenced and has everything from here), and the prepared
- * subscription here enabled on it.
+ * reverse replication, inside the blackout: the prepared publication on
+ * the peer starts publishing.  Its slot and the enabled subscription here
+ * exist since prepare; the peer is fenced and has everything from here
+ * (wait for marker), so every change committed there from this statement's
+ * commit on is sent here, and none before it (docs/blackout.md).
  */
 static void
 ua_step_reverse(UaRun *run, StringInfo detail)
 {
-	const char *vals[1] = {run->slot_name};
-	PGresult   *res;
-
 	if (run->external)
 	{
 		ua_external_reverse(run, detail);
 		return;
 	}
 	ua_cutover_remote_exempt(run, run->deadline);
-	run->did_slot = true;
-	res = ua_cutover_remote(run, "SELECT lsn::text FROM pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')",
-				1, vals);
-	appendStringInfo(detail, "slot %s on the peer at %s, ", run->slot_name, PQgetvalue(res, 0, 0));
-	PQclear(res);
-
-	ua_xact_begin(NULL);
-	ua_spi_exec("ALTER SUBSCRIPTION " UA_REVERSE_NAME " ENABLE", 0, NULL, false);
-	ua_xact_end(run->cxt);
-	appendStringInfo(detail, "subscription %s enabled here", UA_REVERSE_NAME);
+	PQclear(ua_cutover_remote(run,
+							  "ALTER PUBLICATION " UA_REVERSE_NAME
+							  " SET (publish = 'insert, update, delete, truncate')",
+							  0, NULL));
+	appendStringInfo(detail, "publication %s on the peer publishes from now on (slot %s there and subscription %s here made before the fence)",
+					 UA_REVERSE_NAME, run->slot_name, UA_REVERSE_NAME);
 }
 
 /* reverse round trip: a marker written on the peer arrives here. */

@@ -242,7 +242,7 @@ ua_would_do(UaRun *run, int i)
 	{
 		case UA_ST_PREPARE:
 			return run->reverse ?
-				"plan the peer's sequences and move them forward; create publication " UA_REVERSE_NAME " on the peer and subscription " UA_REVERSE_NAME " here, disabled and without a slot" :
+				"plan the peer's sequences and move them forward; create publication " UA_REVERSE_NAME " (publishing nothing yet) and the reverse slot on the peer, and subscription " UA_REVERSE_NAME " here, enabled" :
 				"plan the peer's sequences and move them forward";
 		case UA_ST_FENCE:
 			return "fence this cluster";
@@ -258,7 +258,7 @@ ua_would_do(UaRun *run, int i)
 							run->margin);
 		case UA_ST_REVERSE:
 			return run->reverse ?
-				"create the reverse slot on the peer and enable subscription " UA_REVERSE_NAME " here" :
+				"make publication " UA_REVERSE_NAME " on the peer publish" :
 				"nothing (reverse => false)";
 		case UA_ST_REVERSE_RT:
 			return run->reverse ? "write a marker on the peer and wait for it here" :

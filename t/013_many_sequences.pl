@@ -18,7 +18,9 @@
 # succeed there, and the CYCLE sequence must continue exactly where old
 # left it; then the same after the rollback on old.  The writers' ledger
 # must show every acknowledged row exactly once on both sides and no
-# duplicate key.
+# duplicate key.  A third cutover pauses after 'prepare' while keys far
+# ahead are written into some tables: its blackout must find them (the
+# saved end pages of their indexes changed) and move those sequences too.
 
 use strict;
 use warnings;
@@ -196,13 +198,50 @@ is($old->safe_psql('postgres', q{SELECT nextval('public.m_cycle')}),
 ok($new->poll_query_until('postgres', 'SELECT ' . rows_of_round_sql(2) . " = $N"),
 	'rollback: the rows written on old reach new');
 
+# Cutover old -> new again, paused after 'prepare' (whose probes saved, per
+# column, the index's end page: inside the blackout an unchanged end page
+# answers without a scan): keys far ahead written on old now, after the
+# plan, into every 7th table (the descending and the index-less ones
+# among them) must be found inside the blackout all the same.
+my $before = $old->safe_psql('postgres',
+	'SELECT coalesce(max(attempt), 0) FROM upgrade_assist.cutover_history');
+my $bg = UATest::bg_commands($old, 'ua_013_paused',
+	"SET upgrade_assist.cutover_pause_before = 'fence'",
+	UATest::cutover_sql('new_side'));
+ok( $old->poll_query_until(
+		'postgres', qq{
+SELECT EXISTS (SELECT FROM upgrade_assist.cutover_progress WHERE phase = 'paused before fence')
+    OR EXISTS (SELECT FROM upgrade_assist.cutover_history
+                WHERE attempt > $before AND outcome <> 'running')}),
+	'again: the cutover pauses after prepare');
+my @late = grep { $_->[0] % 7 == 0 || $_->[0] == 13 } @tables;
+$old->safe_psql('postgres',
+	join("\n",
+		map { "INSERT INTO public.m_$_->[0] (id, v) VALUES ("
+			  . ($_->[3] > 0 ? 200000 + $_->[0] : -200000 - $_->[0]) . ', 9);' } @late));
+my $late_sql = '(SELECT count(*) FROM ('
+  . join(' UNION ALL ', map { "SELECT 1 FROM public.m_$_->[0] WHERE v = 9" } @late) . ') s)';
+ok($new->poll_query_until('postgres', "SELECT $late_sql = " . scalar(@late)),
+	'again: the late keys reached new');
+is($old->safe_psql('postgres', 'SELECT upgrade_assist.cutover_resume()'), 't', 'again: resumed');
+ok(defined UATest::bg_finish($bg), 'again: the cutover returns');
+my @again = UATest::cutover_steps($bg->{stdout});
+is(scalar(grep { $_->{status} ne 'done' } @again), 0, 'again: every step done')
+  or diag($bg->{stdout} . $bg->{stderr});
+is(behind($new), 'none', 'again: every sequence on new is past its column, late keys too');
+$r = insert_each($new, 3);
+is($r->{rc}, 0, "again: a default insert into each of the $N tables succeeds on new")
+  or diag($r->{stderr});
+ok($old->poll_query_until('postgres', 'SELECT ' . rows_of_round_sql(3) . " = $N"),
+	'again: the rows written on new reach old');
+
 my $ledger = UATest::stop_writers($writers);
 note 'writers: ' . join('; ', @{ $ledger->{end} });
 is_deeply($ledger->{failed}, [], 'every writer ended normally');
 is_deeply($ledger->{dup}, [], 'no insert failed on a duplicate key');
 is_deeply($ledger->{error}, [], 'no insert failed for another reason');
-UATest::wait_for_sync($new, 'upgrade_assist_cutover');
-$old->safe_psql('postgres', q{SELECT seq FROM upgrade_assist.round_trip('new_side', '60s')});
+UATest::wait_for_sync($old, 'upgrade_assist_cutover');
+$new->safe_psql('postgres', q{SELECT seq FROM upgrade_assist.round_trip('old_side', '60s')});
 is_deeply([ UATest::ledger_problems($ledger, $old) ], [],
 	'old: every acknowledged write exactly once');
 is_deeply([ UATest::ledger_problems($ledger, $new) ], [],
