@@ -347,10 +347,18 @@ SELECT EXISTS (SELECT FROM upgrade_assist.cutover_progress WHERE phase = '$phase
 
 	# The attempt settles (by the worker, or by the resolver after a restart).
 	my $attempt = $before + 1;
-	$node{$p}->poll_query_until(
-		'postgres', qq{
+	# Bounded by the cutover's timeout (plus a margin for a restart), not by
+	# the harness's default, so that a run left unsettled is reported, not
+	# waited for.
+	my $settle_by = time + $timeout + 60;
+	while (time < $settle_by)
+	{
+		last
+		  if (q1($p, qq{
 SELECT coalesce((SELECT outcome IN ('succeeded', 'aborted')
-                   FROM upgrade_assist.cutover_history WHERE attempt = $attempt), true)});
+                   FROM upgrade_assist.cutover_history WHERE attempt = $attempt), true)}) // '') eq 't';
+		sleep(0.2);    # polling the condition
+	}
 	my $outcome = q1($p,
 		"SELECT outcome || coalesce(' (' || resolution || ')', '') FROM upgrade_assist.cutover_history WHERE attempt = $attempt"
 	) // '?';
