@@ -3,7 +3,7 @@
 
 # preflight(peer) and the cutover's use of it, between two real clusters of
 # different major versions: 'old' (UA_OLD_INSTALL) replicates to 'new' as
-# README's cutover section says (UATest::cutover_pair).  It runs in the pair
+# docs/setup.md says (UATest::cutover_pair).  It runs in the pair
 # runs only (15 -> 17 and 13 -> 18): its point is two versions.
 #
 #   - A fresh pair: no error finding, the schema column of sync_status 'same'.

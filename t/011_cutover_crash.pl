@@ -278,8 +278,9 @@ check_replication('old', 'new', '4');
 # ---------------------------------------------------------------------------
 # 5. old -> new; the peer never comes back (until the end)
 # ---------------------------------------------------------------------------
-# (30 s: the checks step's preflight counts against the timeout, and takes
-# seconds on a loaded machine; the worker asks the peer until it passes.)
+# (30 s: long enough for the steps before the takeover on a loaded machine,
+# the preflight aside, which no longer counts against the timeout; the
+# worker asks the peer until the timeout passes.)
 ($bg, $attempt) = start_paused('old', 'takeover', timeout => '30s');
 stop('new');
 is(resume('old'), 't', '5: resumed with new down');
