@@ -5,9 +5,9 @@
 # clusters of different major versions: runs in the pair runs only
 # (UA_OLD_INSTALL).
 #
-# The pipeline is the fixture relay t/cdc_relay.pl (test_decoding, peek,
+# The pipeline is the fixture relay t/fixtures/cdc_relay.pl (test_decoding, peek,
 # apply + position in one target transaction, advance; a replication origin
-# per direction), moved by the switch command t/cdc_switch.pl as
+# per direction), moved by the switch command t/fixtures/cdc_switch.pl as
 # upgrade_assist.cutover_command on both clusters; the relay's role is in
 # upgrade_assist.fence_exempt_roles on both sides.  No native publication or
 # subscription exists anywhere in this file.
@@ -42,7 +42,7 @@ use UATest;
 
 plan skip_all => 'runs in the pair runs only' unless $ENV{UA_OLD_INSTALL};
 
-my $switch = "$FindBin::RealBin/cdc_switch.pl";
+my $switch = "$FindBin::RealBin/fixtures/cdc_switch.pl";
 my $dir = PostgreSQL::Test::Utils::tempdir();
 
 my ($old, $new) = UATest::external_pair(

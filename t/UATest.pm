@@ -1073,7 +1073,7 @@ sub conninfo_writer_loop
 
 =item $RELAY_USER
 
-The role of the fixture relay t/cdc_relay.pl: a superuser (replication
+The role of the fixture relay t/fixtures/cdc_relay.pl: a superuser (replication
 origins, slots), listed in upgrade_assist.fence_exempt_roles on both sides of
 external_pair.
 
@@ -1081,8 +1081,8 @@ external_pair.
 
 Two nodes set up as cutover_pair sets them up (roles, the tables of
 @LEDGER_TABLES with three seed rows on old, servers new_side and old_side, new
-fenced), but WITHOUT native replication: the fixture relay t/cdc_relay.pl
-carries old's changes to new, and t/cdc_switch.pl is
+fenced), but WITHOUT native replication: the fixture relay t/fixtures/cdc_relay.pl
+carries old's changes to new, and t/fixtures/cdc_switch.pl is
 upgrade_assist.cutover_command on both (command_prefix, e.g. an environment
 assignment, goes in front of it).  d (a directory) gets the relay's conninfo
 files, pid files and logs.  The relay old->new is started with a new slot
@@ -1100,7 +1100,7 @@ sub external_command
 {
 	my ($dir, $prefix) = @_;
 	my $psql = (grep { -x "$_/psql" } split /:/, $ENV{PATH})[0] . '/psql';
-	return ($prefix // '') . "CDC_PSQL=$psql $^X $tdir/cdc_switch.pl $dir %m %s %o";
+	return ($prefix // '') . "CDC_PSQL=$psql $^X $tdir/fixtures/cdc_switch.pl $dir %m %s %o";
 }
 
 sub external_pair
@@ -1139,7 +1139,7 @@ CREATE ROLE $RELAY_USER SUPERUSER LOGIN;
 		q{SELECT count(*) FROM upgrade_assist.fence('new side: until cutover')});
 
 	local $ENV{CDC_PSQL} = (grep { -x "$_/psql" } split /:/, $ENV{PATH})[0] . '/psql';
-	system($^X, "$tdir/cdc_switch.pl", $dir, 'relay-start',
+	system($^X, "$tdir/fixtures/cdc_switch.pl", $dir, 'relay-start',
 		$old->port, $new->port, 'create') == 0
 	  or die "external_pair: the relay did not start (see $dir)";
 	$old->safe_psql('postgres',
