@@ -143,6 +143,9 @@ typedef struct UaRun
 	bool		did_pub;
 	bool		did_slot;
 	bool		did_sub;
+	bool		leftover_reverse;	/* checks: the reverse direction of an
+									 * attempt interrupted before its fence
+									 * is here, to be dropped by prepare */
 	bool		ponr_unknown;	/* the takeover's outcome could not be learnt */
 
 	/* what the prepare step left for the blackout (cutover_steps.c) */
@@ -175,6 +178,7 @@ extern void ua_cutover_shmem_startup(void);
 /* cutover_worker.c */
 PGDLLEXPORT void ua_cutover_worker_main(Datum main_arg);
 extern bool ua_cutover_pause_named(UaRun *run, const char *name);
+extern void ua_cutover_drop_leftover_reverse(UaRun *run, StringInfo detail);
 
 /* cutover_steps.c: the steps, and statements on the peer for the worker */
 extern const UaStepFn ua_cutover_step_fns[UA_NSTEPS];

@@ -613,7 +613,13 @@ ua_attempt_settle(const char *peer, int64 attempt, const UaAttemptAnswer *ans,
 		else
 			appendStringInfo(notes, "; slot %s and publication " UA_REVERSE_NAME " on the peer, if any, are left (peer unreachable)",
 							 slot);
-		appendStringInfoString(notes, "; forward replication untouched");
+		/*
+		 * The resolver does not know the attempt's mode (the peer's record
+		 * names no forward subscription in either mode when it did not
+		 * commit), so the note holds for both.
+		 */
+		appendStringInfoString(notes, "; native forward replication untouched"
+							   " (an external pipeline: the switch command's moment 'aborted')");
 	}
 	ua_history_settle(attempt, outcome, resolution, notes->data);
 	ua_cutover_attempt_finished(attempt, outcome, resolution, peer);

@@ -123,6 +123,29 @@ ua_marker_on_peer(UaRun *run, int64 seq, TimestampTz start, TimestampTz deadline
 	return waited;
 }
 
+/*
+ * ua_reverse_is_prepared_leftover
+ *		Does publication upgrade_assist_cutover on the peer exist and
+ *		publish no operation?  Prepare creates it so, and only the blackout
+ *		makes it publish: a reverse subscription here whose publication is
+ *		still in that state has never carried a change.
+ */
+static bool
+ua_reverse_is_prepared_leftover(UaRun *run)
+{
+	const char *vals[1] = {UA_REVERSE_NAME};
+	PGresult   *res;
+	bool		prepared;
+
+	res = ua_cutover_remote(run,
+				"SELECT NOT (pubinsert OR pubupdate OR pubdelete OR pubtruncate)"
+				"  FROM pg_catalog.pg_publication WHERE pubname = $1",
+				1, vals);
+	prepared = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
+	PQclear(res);
+	return prepared;
+}
+
 /* ---------------------------------------------------------------------------
  * The steps.  Each throws on failure; detail gets what the row shows.
  * ---------------------------------------------------------------------------
@@ -260,15 +283,27 @@ ua_step_checks(UaRun *run, StringInfo detail)
 	if (run->reverse)
 	{
 		vals[0] = UA_REVERSE_NAME;
-		if (ua_spi_exec("SELECT 1 FROM pg_catalog.pg_subscription"
-				   " WHERE subname = $1"
-				   "   AND subdbid = (SELECT oid FROM pg_catalog.pg_database"
+		if (ua_spi_exec("SELECT s.subslotname::text = 'ua_cutover_' || $2 || '_' || s.subdbid"
+				   "       AND s.subpublications = ARRAY[$1]::text[]"
+				   "  FROM pg_catalog.pg_subscription s"
+				   " WHERE s.subname = $1"
+				   "   AND s.subdbid = (SELECT oid FROM pg_catalog.pg_database"
 				   "                   WHERE datname = pg_catalog.current_database())",
-				   1, vals, true) != 0)
-			ereport(ERROR,
-					(errcode(ERRCODE_DUPLICATE_OBJECT),
-					 errmsg("subscription \"%s\" already exists in this database", UA_REVERSE_NAME),
-					 errhint("It carries changes from another cluster into this one; drop it if it is left over.")));
+				   2, (const char *[]) {UA_REVERSE_NAME,
+							psprintf(UINT64_FORMAT, (uint64) ua_origin())},
+				   true) != 0)
+		{
+			bool		ours = strcmp(ua_spi_getvalue(0, 1, run->cxt), "t") == 0;
+
+			if (!ours || !ua_reverse_is_prepared_leftover(run))
+				ereport(ERROR,
+						(errcode(ERRCODE_DUPLICATE_OBJECT),
+						 errmsg("subscription \"%s\" already exists in this database", UA_REVERSE_NAME),
+						 errhint("It carries changes from another cluster into this one; drop it if it is left over.")));
+			run->leftover_reverse = true;
+			appendStringInfo(detail, "%sthe reverse subscription of an attempt interrupted before its fence is here (its publication on the peer publishes nothing): prepare drops it",
+							 detail->len ? "; " : "");
+		}
 #if PG_VERSION_NUM < 160000
 		if (!superuser())
 			ereport(ERROR,
@@ -713,6 +748,8 @@ ua_reverse_prepare(UaRun *run, StringInfo detail)
 
 	/* The publication: a leftover of an earlier direction is replaced. */
 	ua_cutover_remote_exempt(run, run->deadline);
+	if (run->leftover_reverse)
+		ua_cutover_drop_leftover_reverse(run, detail);
 	run->did_pub = true;
 	PQclear(ua_cutover_remote(run, "DROP PUBLICATION IF EXISTS " UA_REVERSE_NAME, 0, NULL));
 	sql = psprintf("CREATE PUBLICATION " UA_REVERSE_NAME " %s WITH (publish = '')", pubdef);

@@ -570,6 +570,25 @@ ua_drop_peer_slot(UaRun *run, TimestampTz deadline)
 }
 
 /*
+ * ua_cutover_drop_leftover_reverse
+ *		Drop the reverse subscription here and its slot on the peer, left by
+ *		an attempt that ended before its fence (a crash or an immediate
+ *		shutdown of this cluster after prepare: no fence file names such an
+ *		attempt, so no resolver settles it).  The checks made sure that the
+ *		publication on the peer still publishes nothing, so the subscription
+ *		never carried a change; prepare replaces the publication.
+ */
+void
+ua_cutover_drop_leftover_reverse(UaRun *run, StringInfo detail)
+{
+	ua_drop_local_sub(run);
+	ua_drop_peer_slot(run, run->deadline);
+	appendStringInfo(detail, "dropped subscription %s here and slot %s on the peer,"
+					 " left by an attempt interrupted before its fence; ",
+					 UA_REVERSE_NAME, run->slot_name);
+}
+
+/*
  * ua_cutover_undo
  *		Run one undo action, noting its outcome in notes; never throws.
  */

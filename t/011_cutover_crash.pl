@@ -24,6 +24,9 @@
 #    again: after the timeout the attempt is 'unknown', old stays fenced and
 #    fence_status says why; cutover_resolve() refuses without an answer;
 #    once new is back, the resolver settles it 'aborted'.
+# 7. old -> new, paused before "fence" (after prepare), old stopped
+#    (immediate) and started: the next cutover drops the prepared reverse
+#    direction left behind and succeeds; then the rollback.
 # 6. new restarted with a takeover noted in its fence file (the state a
 #    crash between the takeover's commit and its fence lift leaves, built by
 #    hand): without the record the fence stays, with it the fence lifts.
@@ -305,6 +308,42 @@ start('new');
 is($outcome, 'aborted', '5: new back: the resolver settles it as aborted');
 check_primaries('5: settled', 'old');
 check_replication('old', 'new', '5');
+
+# ---------------------------------------------------------------------------
+# 7. old -> new, paused before "fence" (after prepare made the reverse
+#    direction), old stopped with an immediate shutdown and started: no
+#    fence was up, so no resolver settles the attempt; old is writable and
+#    the reverse subscription prepare made is left.  The next cutover drops
+#    that leftover (its publication on new still publishes nothing) and
+#    succeeds; the interrupted attempt's row says so; the rollback follows.
+# ---------------------------------------------------------------------------
+($bg, $attempt) = start_paused('old', 'fence');
+stop('old');
+UATest::bg_finish($bg);
+start('old');
+check_primaries('7: old restarted before its fence', 'old');
+is( count_sql('old',
+		"SELECT FROM pg_subscription WHERE subname = 'upgrade_assist_cutover'"),
+	'1', '7: the prepared reverse subscription is left on old');
+my $out7 = $old->safe_psql('postgres', UATest::cutover_sql('new_side'));
+my %st7 = map { $_->{step} => $_ } UATest::cutover_steps($out7);
+ok(!grep({ $_->{status} ne 'done' } UATest::cutover_steps($out7)) && $st7{cleanup},
+	'7: the next cutover succeeds') or diag($out7);
+like($st7{checks}{detail}, qr/interrupted before its fence/,
+	'7: its checks name the leftover');
+like($st7{prepare}{detail}, qr/dropped subscription upgrade_assist_cutover here and slot/,
+	'7: its prepare drops it');
+is( $old->safe_psql('postgres',
+		"SELECT outcome FROM upgrade_assist.cutover_history WHERE attempt = $attempt"),
+	'interrupted', '7: the interrupted attempt is recorded as such');
+check_primaries('7: after the cutover', 'new');
+check_replication('new', 'old', '7');
+$out7 = $new->safe_psql('postgres', UATest::cutover_sql('old_side'));
+%st7 = map { $_->{step} => $_ } UATest::cutover_steps($out7);
+ok(!grep({ $_->{status} ne 'done' } UATest::cutover_steps($out7)) && $st7{cleanup},
+	'7: the rollback succeeds') or diag($out7);
+check_primaries('7: after the rollback', 'old');
+check_replication('old', 'new', '7 back');
 
 # ---------------------------------------------------------------------------
 # 6. The peer's own restart after a takeover noted in its fence file: the
