@@ -190,6 +190,7 @@ extern PGresult *ua_cutover_remote(UaRun *run, const char *sql, int nparams,
 extern void ua_cutover_remote_until(UaRun *run, const char *sql, int nparams,
 									const char *const *values, TimestampTz deadline);
 extern void ua_cutover_remote_exempt(UaRun *run, TimestampTz deadline);
+extern void ua_cutover_check_basics(UaRun *run);
 
 /* cutover_resolve.c: settling an attempt whose outcome is not known here */
 typedef enum UaAnswer

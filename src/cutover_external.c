@@ -152,8 +152,6 @@ ua_external_run_moment(UaRun *run, const char *moment, StringInfo detail)
 void
 ua_external_checks(UaRun *run, StringInfo detail)
 {
-	PGresult   *res;
-	bool		ok;
 	UaMarker	m;
 	int64		waited;
 	TimestampTz started;
@@ -161,11 +159,6 @@ ua_external_checks(UaRun *run, StringInfo detail)
 	StringInfoData acc;
 	UaPreflightSummary pf;
 
-	if (ua_fence_is_up())
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("this cluster is fenced"),
-				 errhint("cutover() runs on the cluster that is primary now; to go back, call it on the other cluster.")));
 	if (!ua_cutover_command_configured())
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -174,37 +167,7 @@ ua_external_checks(UaRun *run, StringInfo detail)
 						   "before the peer is unfenced.", UA_MOMENT_START_REVERSE, UA_MOMENT_STOP_FORWARD),
 				 errhint("Set upgrade_assist.cutover_command on this cluster (docs/external-pipelines.md).")));
 
-	res = ua_cutover_remote(run,
-							"SELECT pg_catalog.current_setting('server_version_num'),"
-							" (SELECT system_identifier FROM pg_catalog.pg_control_system())::text,"
-							" (SELECT extversion FROM pg_catalog.pg_extension"
-							"   WHERE extname = 'upgrade_assist')",
-							0, NULL);
-	run->peer_version = atoi(PQgetvalue(res, 0, 0));
-	if (PQgetisnull(res, 0, 2))
-	{
-		PQclear(res);
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension upgrade_assist is not installed in the database of peer \"%s\"",
-						run->peer)));
-	}
-	ok = strtoi64(PQgetvalue(res, 0, 1), NULL, 10) != ua_origin();
-	PQclear(res);
-	if (!ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("peer \"%s\" is this cluster", run->peer)));
-
-	res = ua_cutover_remote(run, "SELECT fenced FROM upgrade_assist.fence_status", 0, NULL);
-	ok = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
-	PQclear(res);
-	if (!ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("peer \"%s\" is not fenced", run->peer),
-				 errdetail("Writes on the peer before the cutover would never reach this cluster."),
-				 errhint("Fence the new side until its cutover: SELECT upgrade_assist.fence('until cutover') there.")));
+	ua_cutover_check_basics(run);
 
 	/* The pipeline carries the marker table: a probe marker gets there. */
 	started = GetCurrentTimestamp();

@@ -152,6 +152,59 @@ ua_reverse_is_prepared_leftover(UaRun *run)
  */
 
 /*
+ * ua_cutover_check_basics
+ *		The checks both modes begin with: this cluster is not fenced; the
+ *		peer has the extension, is another cluster, and is fenced.  Notes
+ *		the peer's version in run.
+ */
+void
+ua_cutover_check_basics(UaRun *run)
+{
+	PGresult   *res;
+	bool		other;
+	bool		fenced;
+
+	if (ua_fence_is_up())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("this cluster is fenced"),
+				 errhint("cutover() runs on the cluster that is primary now; to go back, call it on the other cluster.")));
+
+	/* Two statements: fence_status exists only where the extension does. */
+	res = ua_cutover_remote(run,
+				"SELECT pg_catalog.current_setting('server_version_num'),"
+				" (SELECT system_identifier FROM pg_catalog.pg_control_system())::text,"
+				" (SELECT extversion FROM pg_catalog.pg_extension"
+				"   WHERE extname = 'upgrade_assist')",
+				0, NULL);
+	run->peer_version = atoi(PQgetvalue(res, 0, 0));
+	if (PQgetisnull(res, 0, 2))
+	{
+		PQclear(res);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension upgrade_assist is not installed in the database of peer \"%s\"",
+						run->peer)));
+	}
+	other = strtoi64(PQgetvalue(res, 0, 1), NULL, 10) != ua_origin();
+	PQclear(res);
+	if (!other)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("peer \"%s\" is this cluster", run->peer)));
+
+	res = ua_cutover_remote(run, "SELECT fenced FROM upgrade_assist.fence_status", 0, NULL);
+	fenced = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
+	PQclear(res);
+	if (!fenced)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("peer \"%s\" is not fenced", run->peer),
+				 errdetail("Writes on the peer before the cutover would never reach this cluster."),
+				 errhint("Fence the new side until its cutover: SELECT upgrade_assist.fence('until cutover') there.")));
+}
+
+/*
  * checks: this side is primary, the peer runs the extension and is fenced,
  * exactly one enabled subscription there consumes a slot of this database
  * with a running apply worker, the marker table is in its publications, no
@@ -176,43 +229,7 @@ ua_step_checks(UaRun *run, StringInfo detail)
 		ua_external_checks(run, detail);
 		return;
 	}
-	if (ua_fence_is_up())
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("this cluster is fenced"),
-				 errhint("cutover() runs on the cluster that is primary now; to go back, call it on the other cluster.")));
-
-	res = ua_cutover_remote(run,
-				"SELECT pg_catalog.current_setting('server_version_num'),"
-				" (SELECT system_identifier FROM pg_catalog.pg_control_system())::text,"
-				" (SELECT extversion FROM pg_catalog.pg_extension"
-				"   WHERE extname = 'upgrade_assist')",
-				0, NULL);
-	run->peer_version = atoi(PQgetvalue(res, 0, 0));
-	if (PQgetisnull(res, 0, 2))
-	{
-		PQclear(res);
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("extension upgrade_assist is not installed in the database of peer \"%s\"",
-						run->peer)));
-	}
-	ok = strtoi64(PQgetvalue(res, 0, 1), NULL, 10) != ua_origin();
-	PQclear(res);
-	if (!ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("peer \"%s\" is this cluster", run->peer)));
-
-	res = ua_cutover_remote(run, "SELECT fenced FROM upgrade_assist.fence_status", 0, NULL);
-	ok = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
-	PQclear(res);
-	if (!ok)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("peer \"%s\" is not fenced", run->peer),
-				 errdetail("Writes on the peer before the cutover would never reach this cluster."),
-				 errhint("Fence the new side until its cutover: SELECT upgrade_assist.fence('until cutover') there.")));
+	ua_cutover_check_basics(run);
 
 	/* The logical slots of this database: the forward one is among them. */
 	ua_xact_begin(NULL);
