@@ -25,6 +25,8 @@
  */
 #include "postgres.h"
 
+#include <sys/stat.h>
+
 #include "access/reloptions.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_user_mapping.h"
@@ -34,6 +36,7 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/fd.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -734,12 +737,53 @@ ua_conninfo_append(StringInfo buf, const char *keyword, const char *value)
 	appendStringInfoChar(buf, '\'');
 }
 
+#if PG_VERSION_NUM < 160000
+/*
+ * ua_peer_passfile
+ *		Write password into this database's password file for peer server
+ *		serverid (in the data directory, mode 0600, one line matching any
+ *		host, port, database and user, since only one connection string
+ *		names the file) and return the file's absolute path.
+ */
+static char *
+ua_peer_passfile(Oid serverid, const char *password)
+{
+	char		name[MAXPGPATH];
+	char		tmp[MAXPGPATH];
+	StringInfoData line;
+
+	snprintf(name, sizeof(name), "upgrade_assist.%u.%u.pgpass", MyDatabaseId, serverid);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+	initStringInfo(&line);
+	appendStringInfoString(&line, "*:*:*:*:");
+	for (const char *c = password; *c; c++)
+	{
+		if (*c == ':' || *c == '\\')
+			appendStringInfoChar(&line, '\\');
+		appendStringInfoChar(&line, *c);
+	}
+	appendStringInfoChar(&line, '\n');
+	ua_write_file_durably_mode(name, tmp, line.data, line.len, S_IRUSR | S_IWUSR);
+	memset(line.data, 0, line.len);
+	pfree(line.data);
+	return psprintf("%s/%s", DataDir, name);
+}
+#endif
+
 /*
  * ua_peer_conninfo
  *		A libpq connection string for the named peer built from its server
- *		options and the caller's user mapping, for CREATE SUBSCRIPTION.  It
- *		holds the password: never log or show it.  Throws the errors of a
- *		peer lookup.
+ *		options and the caller's user mapping, for CREATE SUBSCRIPTION.
+ *		Throws the errors of a peer lookup.
+ *
+ *		Before 16 the subscriber's apply worker logs its whole connection
+ *		string at DEBUG1 ("connecting to publisher using connection
+ *		string"), so there the mapping's password goes into a password file
+ *		(ua_peer_passfile) that the string names with passfile=; a
+ *		subscription before 16 is a superuser's, which may use one.  From 16
+ *		on a non-superuser's subscription must carry its password in the
+ *		string itself (password_required), so it stays there: never log or
+ *		show the result.
  */
 char *
 ua_peer_conninfo(const char *name)
@@ -759,6 +803,14 @@ ua_peer_conninfo(const char *name)
 	{
 		DefElem    *def = (DefElem *) lfirst(lc);
 
+#if PG_VERSION_NUM < 160000
+		if (strcmp(def->defname, "password") == 0)
+		{
+			ua_conninfo_append(&buf, "passfile",
+							   ua_peer_passfile(peer.server->serverid, defGetString(def)));
+			continue;
+		}
+#endif
 		ua_conninfo_append(&buf, def->defname, defGetString(def));
 	}
 	return buf.data;

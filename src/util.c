@@ -24,6 +24,7 @@
 #include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
+#include "common/file_perm.h"
 #include "pgstat.h"
 #include "storage/fd.h"
 #include "storage/latch.h"
@@ -315,9 +316,18 @@ void
 ua_write_file_durably(const char *path, const char *tmppath,
 					  const char *data, int len)
 {
+	ua_write_file_durably_mode(path, tmppath, data, len, pg_file_create_mode);
+}
+
+/* The same, the file created with the given mode (a password file: 0600). */
+void
+ua_write_file_durably_mode(const char *path, const char *tmppath,
+						   const char *data, int len, int mode)
+{
 	int			fd;
 
-	fd = OpenTransientFile(tmppath, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY);
+	(void) unlink(tmppath);
+	fd = OpenTransientFilePerm(tmppath, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, mode);
 	if (fd < 0)
 		ereport(ERROR,
 				(errcode_for_file_access(),

@@ -61,6 +61,8 @@ extern ErrorData *ua_recover_from_error(MemoryContext cxt);
 /* Files of the data directory */
 extern void ua_write_file_durably(const char *path, const char *tmppath,
 								  const char *data, int len);
+extern void ua_write_file_durably_mode(const char *path, const char *tmppath,
+									   const char *data, int len, int mode);
 
 /* Background workers and waiting */
 extern void ua_bgworker_init(BackgroundWorker *bgw, const char *function,
