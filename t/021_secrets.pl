@@ -8,7 +8,8 @@
 # neither server log at log_statement = all and log_min_messages = debug1,
 # and no file of either data directory outside the relation, WAL and
 # transaction-status directories (the catalogs hold it by design: see
-# docs/security.md).  The test's own statements that carry a password run
+# docs/security.md), but for the password file a reverse subscription on a
+# subscriber before 16 names (mode 0600, checked).  The test's own statements that carry a password run
 # with log_statement = 'none'.
 
 use strict;
@@ -127,7 +128,7 @@ for my $node ($old, $new)
 	like($log, qr/statement: /, $node->name . ': log_statement = all logged statements');
 	is(leaked($log), '', $node->name . ': no password in the server log');
 
-	my @found;
+	my (@found, @passfiles);
 	my $dir = $node->data_dir;
 	find(
 		{
@@ -140,6 +141,13 @@ for my $node ($old, $new)
 					return;
 				}
 				return unless -f $_;
+				# The password file of a reverse subscription before 16
+				# (docs/security.md): owner-only, and named by no log line.
+				if (m{/upgrade_assist\.\d+\.\d+\.pgpass$})
+				{
+					push @passfiles, sprintf('%s %04o', $_, (stat $_)[2] & 07777);
+					return;
+				}
 				my $content = slurp_file($_);
 				push @found, $_ if leaked($content) ne '';
 			}
@@ -147,6 +155,9 @@ for my $node ($old, $new)
 		$dir);
 	is(join(' ', @found), '',
 		$node->name . ': no password in a file of the data directory outside the catalogs and WAL');
+	is(scalar(grep { !/ 0600$/ } @passfiles), 0,
+		$node->name . ': password files are the owner\'s only')
+	  or diag(join("\n", @passfiles));
 }
 
 done_testing();
