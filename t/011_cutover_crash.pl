@@ -322,6 +322,8 @@ stop('old');
 UATest::bg_finish($bg);
 start('old');
 check_primaries('7: old restarted before its fence', 'old');
+# the forward subscription's apply worker on new reconnects to old first
+check_replication('old', 'new', '7 after the restart');
 is( count_sql('old',
 		"SELECT FROM pg_subscription WHERE subname = 'upgrade_assist_cutover'"),
 	'1', '7: the prepared reverse subscription is left on old');

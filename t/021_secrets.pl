@@ -71,8 +71,11 @@ sub run_sampled
 		$bg->{run}->pump_nb;
 		for my $n ($old, $new)
 		{
-			$samples .= $n->safe_psql('postgres',
+			# psql, not safe_psql: the cutover's disconnect after its point
+			# of no return may end a sampling session.
+			my ($rc, $sample) = $n->psql('postgres',
 				q{SELECT string_agg(coalesce(backend_type, '') || ': ' || coalesce(query, ''), E'\n') FROM pg_stat_activity WHERE pid <> pg_backend_pid()});
+			$samples .= $sample // '';
 		}
 	}
 	UATest::bg_finish($bg);
