@@ -1424,7 +1424,7 @@ Datum
 cancel_verify(PG_FUNCTION_ARGS)
 {
 	int64		runs[UA_VERIFY_MAX_RUNS];
-	int			pids[UA_VERIFY_MAX_RUNS];
+	int			pids[2 * UA_VERIFY_MAX_RUNS];
 	int			nruns = 0;
 	int			npids = 0;
 	volatile uint64 marked = 0;
@@ -1447,6 +1447,12 @@ cancel_verify(PG_FUNCTION_ARGS)
 		{
 			pids[npids++] = s->pid;
 			SetLatch(&s->proc->procLatch);
+		}
+		/* The snapshot helper too, also in the middle of a checksum. */
+		if (s->helper_proc != NULL && s->helper_pid > 0)
+		{
+			pids[npids++] = s->helper_pid;
+			SetLatch(&s->helper_proc->procLatch);
 		}
 	}
 	LWLockRelease(ua_verify->lock);

@@ -81,6 +81,7 @@ typedef struct UaVerifyRange
 	Datum		key_to;			/* text[], or 0: to the end */
 	UaVerifySums here;
 	bool		keys_pass;		/* a differing range compared key by key */
+	TimestampTz asked_at;		/* when its lock was asked for */
 } UaVerifyRange;
 
 /* The table being verified. */
@@ -620,7 +621,7 @@ ua_verify_helper_wait(bool (*what) (UaVerifySlot *s, uint64 req), uint64 req)
 		bool		ok;
 
 		LWLockAcquire(ua_verify->lock, LW_SHARED);
-		gone = s->run_id != ua_verify_helper_run || s->proc == NULL;
+		gone = s->run_id != ua_verify_helper_run || s->proc == NULL || s->cancel;
 		ok = !gone && what(s, req);
 		LWLockRelease(ua_verify->lock);
 		if (gone)
@@ -848,6 +849,36 @@ ua_verify_helper_main(Datum main_arg)
 }
 
 /*
+ * The range whose row committed last and whose figures the helper is still
+ * computing (NULL: none).  On a table nobody writes, the worker finds the
+ * next range's bound while the helper computes the previous range; it
+ * collects the figures before it asks for the next snapshot (the helper
+ * serves one request at a time) and before it compares ranges with the
+ * peer's.
+ */
+static UaVerifyRange *ua_verify_owed = NULL;
+static uint64 ua_verify_owed_req = 0;
+static MemoryContext ua_verify_owed_cxt = NULL;
+
+/*
+ * ua_verify_helper_collect
+ *		Wait for the helper's figures of the owed range, if any, and store
+ *		them in it.  Throws as ua_verify_helper_result (the owed range is
+ *		forgotten first).
+ */
+static void
+ua_verify_helper_collect(UaVerifyRun *run)
+{
+	UaVerifyRange *r = ua_verify_owed;
+
+	if (r == NULL)
+		return;
+	ua_verify_owed = NULL;
+	ua_verify_helper_result(ua_verify_owed_req, run->timeout_ms, &r->here,
+							ua_verify_owed_cxt);
+}
+
+/*
  * ua_verify_write_range
  *		One range of the table, this side: find its upper bound (mode
  *		range: chunk_rows keys after r->key_from), take the table in SHARE
@@ -880,6 +911,8 @@ ua_verify_write_range(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
 	*lock_ms = 0;
 	*blocked_ms = 0;
 	*work_ms = 0;
+	if (!helped)
+		ua_verify_helper_collect(run);
 	ua_xact_begin("verify: range");
 	ua_fence_exempt_begin();
 	PG_TRY();
@@ -912,6 +945,8 @@ ua_verify_write_range(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
 				r->key_to = datumCopy(d, false, -1);
 				MemoryContextSwitchTo(old);
 			}
+			/* The helper is free for this range's snapshot once done. */
+			ua_verify_helper_collect(run);
 		}
 		else
 		{
@@ -1029,9 +1064,15 @@ ua_verify_write_range(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
 		return UA_VW_LOCK_REFUSED;
 	}
 	PG_END_TRY();
-	if (req != 0 && result == UA_VW_WRITTEN)
-		ua_verify_helper_result(req, run->timeout_ms, &r->here, cxt);
 	*work_ms = ua_ms_since(asked_at);
+	if (req != 0 && result == UA_VW_WRITTEN)
+	{
+		/* Collected before the next snapshot, or at once when throttled. */
+		ua_verify_owed = r;
+		ua_verify_owed_req = req;
+		ua_verify_owed_cxt = cxt;
+		r->asked_at = asked_at;
+	}
 	return result;
 }
 
@@ -1065,6 +1106,7 @@ ua_verify_fetch(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *pending,
 
 	if (n == 0)
 		return 0;
+	ua_verify_helper_collect(run);
 	snprintf(origin, sizeof(origin), INT64_FORMAT, run->origin);
 	snprintf(runbuf, sizeof(runbuf), INT64_FORMAT, run->run_id);
 	snprintf(from, sizeof(from), INT64_FORMAT, pending[0].range_no);
@@ -1251,11 +1293,22 @@ ua_verify_write_retrying(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
 								  &waiters, cxt);
 		if (w != UA_VW_LOCK_REFUSED)
 		{
+			/* Writers in flight or queued: the table is busy. */
+			bool		busy = waiters || blocked_ms - lock_ms >= 1.0;
+
 			t->max_lock_ms = Max(t->max_lock_ms, blocked_ms);
 			ua_verify_adapt_chunk(run, t, lock_ms);
-			/* Writers in flight or queued: the table is busy. */
-			ua_verify_throttle_pause(work_ms,
-									 waiters || blocked_ms - lock_ms >= 1.0);
+
+			/*
+			 * A busy table is throttled for the range's whole work, the
+			 * helper's checksum included: wait for it now.
+			 */
+			if (busy && ua_verify_owed == r && ua_verify_throttle > 0)
+			{
+				ua_verify_helper_collect(run);
+				work_ms = ua_ms_since(r->asked_at);
+			}
+			ua_verify_throttle_pause(work_ms, busy);
 			return w == UA_VW_WRITTEN;
 		}
 		if (tries >= UA_VERIFY_LOCK_TRIES)
@@ -1584,6 +1637,8 @@ ua_verify_worker_main(Datum main_arg)
 		{
 			ErrorData  *edata = ua_recover_from_error(tablecxt);
 
+			/* Its memory goes with the table's; the helper's answer too. */
+			ua_verify_owed = NULL;
 			ua_fence_exempt_end_all();
 			if (ua_verify_cancelled())
 			{
