@@ -32,6 +32,7 @@ OBJS = \
 	src/cutover_resolve.o \
 	src/verify.o \
 	src/verify_worker.o \
+	src/verify_helper.o \
 	src/cutover_command.o \
 	src/cutover_multidb.o
 
