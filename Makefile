@@ -33,6 +33,7 @@ OBJS = \
 	src/verify.o \
 	src/verify_worker.o \
 	src/verify_helper.o \
+	src/verify_checksum.o \
 	src/cutover_command.o \
 	src/cutover_multidb.o
 
