@@ -100,6 +100,7 @@ typedef struct UaVerifyTable
 	bool		not_comparable;
 	char	   *note;
 	int			chunk;			/* rows of the next range (adapted) */
+	bool		busy;			/* a range found writers */
 	MemoryContext cxt;			/* lives as long as the table's turn */
 } UaVerifyTable;
 
@@ -829,9 +830,12 @@ ua_verify_write_retrying(UaVerifyRun *run, UaVerifyTable *t, UaVerifyRange *r,
 
 			/*
 			 * A busy table is throttled for the range's whole work, the
-			 * helper's checksum included: wait for it now.
+			 * helper's checksum included: once writers showed, wait for it
+			 * now, for the rest of the table (no checksum beside the next
+			 * bound's scan, taking CPU from the writers).
 			 */
-			if (busy && ua_verify_owed == r && ua_verify_throttle > 0)
+			t->busy |= busy;
+			if (t->busy && ua_verify_owed == r)
 			{
 				ua_verify_helper_collect(run);
 				work_ms = ua_ms_since(r->asked_at);
