@@ -32,6 +32,8 @@ OBJS = \
 	src/cutover_resolve.o \
 	src/verify.o \
 	src/verify_worker.o \
+	src/verify_helper.o \
+	src/verify_checksum.o \
 	src/cutover_command.o \
 	src/cutover_multidb.o
 

@@ -111,7 +111,18 @@ extern void ua_verify_compute(const char *sql, int lead, bool with_keys,
 							  MemoryContext cxt);
 
 /* verify_worker.c */
+extern int	ua_verify_my_slot;
+extern bool ua_verify_cancelled(void);
 PGDLLEXPORT void ua_verify_worker_main(Datum main_arg);
+
+/* verify_helper.c */
+extern bool ua_verify_helper_start(int64 run_id);
+extern bool ua_verify_helper_alive(void);
+extern uint64 ua_verify_helper_ask(int64 origin, int64 range_no,
+								   volatile uint64 *reqp);
+extern void ua_verify_helper_go(uint64 req, bool ok);
+extern void ua_verify_helper_result(uint64 req, int64 timeout_ms,
+									UaVerifySums *out, MemoryContext cxt);
 PGDLLEXPORT void ua_verify_helper_main(Datum main_arg);
 
 #endif							/* UA_VERIFY_H */

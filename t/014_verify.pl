@@ -16,7 +16,8 @@
 #    exemption), a row deleted there and a row added there are each found
 #    with its key, and a change in a table without primary key is found by
 #    its whole-table checksum;
-#  - cancel_verify() stops the worker, which leaves no lock behind.
+#  - cancel_verify() stops the worker and its snapshot helper, which leave no
+#    lock behind.
 
 use strict;
 use warnings;
@@ -234,8 +235,16 @@ $run = $old->safe_psql('postgres',
 $old->poll_query_until('postgres',
 	"SELECT rows_done > 0 FROM upgrade_assist.verify_workers() WHERE run_id = $run")
   or die 'the verify worker does not progress';
+my $helper_pid = $old->safe_psql('postgres',
+	q{SELECT pid FROM pg_stat_activity
+	   WHERE application_name = 'upgrade_assist verify helper'});
+like($helper_pid, qr/^\d+$/, 'the run has its snapshot helper');
 is($old->safe_psql('postgres', "SELECT upgrade_assist.cancel_verify($run)"),
 	't', 'cancel_verify() marks the run');
+ok( $old->poll_query_until(
+		'postgres',
+		"SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = $helper_pid"),
+	'cancel_verify() stops the snapshot helper');
 $old->poll_query_until('postgres',
 	q{SELECT count(*) = 0 FROM pg_stat_activity
 	   WHERE backend_type = 'upgrade_assist verify'})
